@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 host (as root) for the lab and the tests:
+# Debian packages, a running Docker daemon, and the lab's egress guard.
+# Safe to run again: every step checks before it acts.
+set -euo pipefail
+
+PACKAGES=(docker.io debootstrap bind9 bind9-utils iptables rsync swaks openssl)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup-host: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# named from bind9 is only used on loopback by the tests; never as a host service.
+
+if ! docker info >/dev/null 2>&1; then
+  echo "setup-host: starting dockerd"
+  mkdir -p /var/log
+  nohup dockerd >/var/log/dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker info >/dev/null 2>&1 || { echo "setup-host: dockerd did not start, see /var/log/dockerd.log" >&2; exit 1; }
+fi
+
+# Containment: no SMTP may leave the machine from any container, whatever
+# network it is on. Traffic between containers on one bridge never crosses
+# FORWARD, so the rule only bites on traffic routed out of the host.
+"$(dirname "$0")/egress-guard.sh" apply
+echo "setup-host: ok"
