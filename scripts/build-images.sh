@@ -29,8 +29,11 @@ SRC
   rm -rf "$root"
 fi
 
-if ! docker image inspect "$SYSTEMD" >/dev/null 2>&1; then
+# Rebuild when the image's sources change (their hash is kept as a label).
+want=$(cd "$here/images/debian-systemd" && cat ./* | sha256sum | cut -c1-16)
+have=$(docker image inspect -f '{{ index .Config.Labels "kibamail.source-hash" }}' "$SYSTEMD" 2>/dev/null || true)
+if [ "$want" != "$have" ]; then
   echo "build-images: $SYSTEMD"
-  docker build -q -t "$SYSTEMD" "$here/images/debian-systemd" >/dev/null
+  docker build -q --label "kibamail.source-hash=$want" -t "$SYSTEMD" "$here/images/debian-systemd" >/dev/null
 fi
 echo "build-images: ok ($BASE, $SYSTEMD)"

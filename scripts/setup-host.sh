@@ -4,7 +4,7 @@
 # Safe to run again: every step checks before it acts.
 set -euo pipefail
 
-PACKAGES=(docker.io debootstrap bind9 bind9-utils iptables rsync swaks openssl)
+PACKAGES=(docker.io debootstrap bind9 bind9-utils iptables rsync swaks openssl apt-cacher-ng)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -26,6 +26,19 @@ if ! docker info >/dev/null 2>&1; then
     sleep 0.5
   done
   docker info >/dev/null 2>&1 || { echo "setup-host: dockerd did not start, see /var/log/dockerd.log" >&2; exit 1; }
+fi
+
+# Containers install Debian packages through this caching proxy on the
+# docker gateway (images detect it): they need no outside name resolution,
+# and repeated installs (molecule scenarios, the lab) come from the cache.
+if ! (exec 3<>/dev/tcp/127.0.0.1/3142) 2>/dev/null; then
+  echo "setup-host: starting apt-cacher-ng"
+  mkdir -p /var/cache/apt-cacher-ng /var/log/apt-cacher-ng /run/apt-cacher-ng
+  chown -R apt-cacher-ng: /var/cache/apt-cacher-ng /var/log/apt-cacher-ng /run/apt-cacher-ng 2>/dev/null || true
+  /usr/sbin/apt-cacher-ng -c /etc/apt-cacher-ng ForeGround=0 PidFile=/run/apt-cacher-ng/pid \
+    SocketPath=/run/apt-cacher-ng/socket >/var/log/apt-cacher-ng/start.log 2>&1 || true
+  for _ in $(seq 1 20); do (exec 3<>/dev/tcp/127.0.0.1/3142) 2>/dev/null && break; sleep 0.5; done
+  (exec 3<>/dev/tcp/127.0.0.1/3142) 2>/dev/null || { echo "setup-host: apt-cacher-ng did not start" >&2; exit 1; }
 fi
 
 # Containment: no SMTP may leave the machine from any container, whatever
