@@ -1,0 +1,255 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the kibamail.email_platform project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: robot_rdns
+short_description: Reconcile many reverse DNS (PTR) entries on Hetzner Robot at once
+version_added: 0.1.0
+author:
+  - Kibamail platform team (@kibamail)
+description:
+  - Sets the PTR of many addresses in one task, from an IP to PTR map (such as the plan's C(ptr_map))
+    or from a subnet and a naming template.
+  - Reads all current PTRs with one C(GET /rdns) call (or one per server IP in O(server_ips)),
+    then writes only the differences. An absent PTR is created with C(PUT), an existing one is
+    updated with C(POST), so no write fails with a conflict.
+  - Robot allows about 500 rDNS calls an hour. HTTP 403 C(RATE_LIMIT_EXCEEDED) answers are waited
+    out with the C(interval) the API returns, bounded by O(rate_limit_timeout). When the budget is
+    spent the module fails, reports what it wrote, and a new run resumes with the next missing entry
+    (it reads first, so nothing is written twice).
+extends_documentation_fragment:
+  - kibamail.email_platform.robot
+attributes:
+  check_mode:
+    support: full
+    description: Reads the current PTRs and reports the writes it would make.
+  diff_mode:
+    support: full
+    description: One line per changed address, before and after.
+  action_group:
+    support: full
+    membership:
+      - kibamail.email_platform.robot
+options:
+  ptr_map:
+    description:
+      - Wanted PTR per address, for example the plan's C(platform_plan.ptr_map).
+      - Names are compared case-insensitively and without a trailing dot.
+    type: dict
+  subnet:
+    description:
+      - An IPv4 subnet whose addresses are all named with O(ptr_template).
+    type: str
+  ptr_template:
+    description:
+      - Python format string naming each address of O(subnet).
+      - Fields are C({ip}) (V(192.0.2.7)), C({ip_dashed}) (V(192-0-2-7)), C({index}) (offset in the subnet),
+        C({last_octet}) and C({subnet}) (V(192-0-2-0-24)).
+    type: str
+  skip_network_and_broadcast:
+    description:
+      - With O(subnet), leave out the first and the last address of the subnet.
+    type: bool
+    default: true
+  exclude:
+    description:
+      - Addresses of O(subnet) that get no PTR from this task.
+    type: list
+    elements: str
+    default: []
+  server_ips:
+    description:
+      - Read current PTRs with one C(GET /rdns?server_ip=) call per server IP given here.
+      - Empty (the default) reads every PTR of the account with a single C(GET /rdns).
+    type: list
+    elements: str
+    default: []
+  purge:
+    description:
+      - Delete PTRs inside O(purge_scope) that are not wanted.
+      - Hetzner's own default names (C(*.clients.your-server.de)) are never deleted.
+    type: bool
+    default: false
+  purge_scope:
+    description:
+      - Subnets whose PTRs this task manages, used by O(purge).
+      - Defaults to O(subnet) when that is given; required with O(purge=true) and O(ptr_map).
+    type: list
+    elements: str
+  progress_file:
+    description:
+      - A file on the managed host to which one line per write and per rate-limit wait is appended,
+        so a long run can be followed with C(tail -f). Progress also goes to the system log.
+    type: path
+notes:
+  - The writes happen in address order; after a failure or an interruption, run the same task again.
+seealso:
+  - module: kibamail.email_platform.robot_subnet_info
+  - module: community.hrobot.reverse_dns
+"""
+
+EXAMPLES = r"""
+- name: Set the PTR of every sending IP of the plan
+  kibamail.email_platform.robot_rdns:
+    robot_user: "{{ robot_user }}"
+    robot_password: "{{ robot_password }}"
+    ptr_map: "{{ platform_plan.ptr_map }}"
+    rate_limit_timeout: 7200
+
+- name: Name a whole /24 from a template and remove stray PTRs in it
+  kibamail.email_platform.robot_rdns:
+    subnet: 198.51.100.0/24
+    ptr_template: "mta-{ip_dashed}.kbmta.net"
+    purge: true
+"""
+
+RETURN = r"""
+changes:
+  description: The writes made (or, in check mode, the writes that would be made), in address order.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {ip: 192.0.2.10, action: create, before: null, after: us-mta1.kbmta.net}
+summary:
+  description: Counts of this run.
+  returned: always
+  type: dict
+  contains:
+    wanted: {description: Addresses with a wanted PTR., type: int, returned: always}
+    create: {description: PTRs created (or to create)., type: int, returned: always}
+    update: {description: PTRs updated (or to update)., type: int, returned: always}
+    delete: {description: PTRs deleted (or to delete)., type: int, returned: always}
+    unchanged: {description: Wanted PTRs already right., type: int, returned: always}
+    api_calls: {description: HTTP requests sent, retries included., type: int, returned: always}
+    rate_limit_waited: {description: Seconds spent waiting on rate limits., type: float, returned: always}
+remaining:
+  description: Changes not written because the run failed (rate limit budget spent, API error).
+  returned: failure
+  type: list
+  elements: dict
+"""
+
+import time
+from typing import Any, Dict, List
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kibamail.email_platform.plugins.module_utils.robot import (
+    ROBOT_ARGUMENT_SPEC,
+    RobotError,
+    client_from_params,
+)
+from ansible_collections.kibamail.email_platform.plugins.module_utils.robot_rdns import (
+    PtrChange,
+    RdnsInputError,
+    apply_change,
+    desired_from_map,
+    desired_from_template,
+    diff_text,
+    parse_scope,
+    plan_changes,
+    read_current,
+)
+
+
+def argument_spec() -> Dict[str, Any]:
+    spec: Dict[str, Any] = dict(
+        ptr_map=dict(type="dict"),
+        subnet=dict(type="str"),
+        ptr_template=dict(type="str"),
+        skip_network_and_broadcast=dict(type="bool", default=True),
+        exclude=dict(type="list", elements="str", default=[]),
+        server_ips=dict(type="list", elements="str", default=[]),
+        purge=dict(type="bool", default=False),
+        purge_scope=dict(type="list", elements="str"),
+        progress_file=dict(type="path"),
+    )
+    spec.update(ROBOT_ARGUMENT_SPEC)
+    return spec
+
+
+class Progress:
+    """Progress lines to the system log and, optionally, to a file."""
+
+    def __init__(self, module: AnsibleModule, path: str) -> None:
+        self.module = module
+        self.path = path
+
+    def __call__(self, text: str) -> None:
+        self.module.log("robot_rdns: " + text)
+        if self.path:
+            with open(self.path, "a") as handle:
+                handle.write("{0} {1}\n".format(time.strftime("%Y-%m-%dT%H:%M:%S"), text))
+
+
+def summary(desired: Dict[str, str], changes: List[PtrChange], client: Any) -> Dict[str, Any]:
+    counts = {action: sum(1 for c in changes if c.action == action) for action in ("create", "update", "delete")}
+    changed_wanted = sum(1 for c in changes if c.action != "delete")
+    return dict(wanted=len(desired), unchanged=len(desired) - changed_wanted, api_calls=client.calls,
+                rate_limit_waited=round(client.rate_limit_waited, 1), **counts)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        supports_check_mode=True,
+        mutually_exclusive=[("ptr_map", "subnet")],
+        required_one_of=[("ptr_map", "subnet")],
+        required_together=[("subnet", "ptr_template")],
+    )
+    params = module.params
+    try:
+        if params["ptr_map"] is not None:
+            desired = desired_from_map(params["ptr_map"])
+            scope_list = params["purge_scope"] or []
+            if params["purge"] and not scope_list:
+                module.fail_json(msg="purge=true with ptr_map needs purge_scope: the subnets whose PTRs this task manages")
+        else:
+            desired = desired_from_template(params["subnet"], params["ptr_template"],
+                                            params["skip_network_and_broadcast"], params["exclude"])
+            scope_list = params["purge_scope"] or [params["subnet"]]
+        scope = parse_scope(scope_list) if params["purge"] else None
+    except RdnsInputError as exc:
+        module.fail_json(msg=str(exc))
+
+    progress = Progress(module, params["progress_file"])
+    client = client_from_params(params, progress=progress)
+    try:
+        current = read_current(client, params["server_ips"])
+    except RobotError as exc:
+        module.fail_json(msg="Reading the current PTRs failed: {0}".format(exc), error_code=exc.code)
+
+    changes = plan_changes(desired, current, scope)
+    result: Dict[str, Any] = dict(changed=bool(changes), changes=[c.as_dict() for c in changes])
+    if module._diff:
+        result["diff"] = diff_text(changes, current, desired)
+    if module.check_mode or not changes:
+        result["summary"] = summary(desired, changes, client)
+        module.exit_json(**result)
+
+    progress("{0} PTR writes to make".format(len(changes)))
+    done: List[PtrChange] = []
+    for number, change in enumerate(changes, start=1):
+        try:
+            method = apply_change(client, change)
+        except RobotError as exc:
+            remaining = changes[len(done):]
+            module.fail_json(
+                msg="Wrote {0} of {1} PTRs, then: {2}. Run the task again to resume; written entries are not repeated.".format(
+                    len(done), len(changes), exc),
+                changed=bool(done), changes=[c.as_dict() for c in done], remaining=[c.as_dict() for c in remaining],
+                summary=summary(desired, done, client), error_code=exc.code)
+        done.append(change)
+        progress("{0}/{1} {2} {3} {4} -> {5}".format(number, len(changes), method, change.ip, change.before, change.after))
+    result["summary"] = summary(desired, done, client)
+    result["rate_limit_waits"] = client.waits
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
