@@ -1,0 +1,82 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the kibamail.email_platform project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: platform_plan
+short_description: Compute the email platform's plan from the inventory
+version_added: 0.1.0
+description:
+  - Turns the inventory's description of the platform (pools, MTAs, load balancers, customers) into every
+    derived fact the other playbooks apply, computed once, on the controller, without any I/O.
+  - The plan holds the sending IPs of each MTA (a pool's usable addresses split among its MTAs by
+    rendezvous hashing, or explicit lists), the PTR and HELO name of each sending IP, the record sets of
+    the platform zone and of the customers' zones, the load balancers' backends, and the customers'
+    DKIM, return-path and DMARC names. See C(docs/model.md) for both shapes.
+  - Bad input fails before anything is changed, with a message that says what to change.
+  - Secrets (SASL passwords, keys, API credentials) never enter the plan.
+  - This is an action plugin; it runs on the controller whatever host the task targets. Run it with
+    C(run_once) so every host of the play receives the same plan.
+options:
+  spec:
+    description:
+      - The platform description to plan, in the shape C(build_plan) takes (domain, pools, customers,
+        groups, hosts). When omitted, it is read from the inventory variables C(platform_domain),
+        C(platform_spf_label), C(platform_bounce_label), C(platform_ttl), C(platform_ptr_template),
+        C(platform_pools), C(platform_customers), C(platform_lab), the inventory groups and the hosts'
+        C(mta_address), C(mta_fqdn), C(mta_sending_ips), C(lb_address) and C(ansible_host).
+    type: dict
+  allow_placeholders:
+    description:
+      - Return the plan even when the inventory still holds placeholder values (documentation or benchmark
+        addresses outside a lab, or the text C(CHANGEME)). Only for showing a plan; playbooks that change
+        anything leave this off so they refuse to run.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: The plan is computed the same way in check mode; nothing is ever changed.
+  diff_mode:
+    support: none
+  action:
+    support: full
+  platform:
+    platforms: all
+extends_documentation_fragment:
+  - action_common_attributes
+  - action_common_attributes.flow
+author:
+  - Kibamail platform engineering
+"""
+
+EXAMPLES = r"""
+- name: Compute the plan once for every host of the play
+  kibamail.email_platform.platform_plan:
+  run_once: true
+
+- name: Show the plan of an inventory that still has placeholders
+  kibamail.email_platform.platform_plan:
+    allow_placeholders: true
+  run_once: true
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: The fact C(platform_plan).
+  returned: success
+  type: dict
+  contains:
+    platform_plan:
+      description: The plan (domain, spf_domain, bounce_domain, ttl, pools, mtas, load_balancers, ptr_map, customers,
+        bounce_domains, zones, placeholders).
+      type: dict
+      returned: success
+summary:
+  description: The plan in lines a person reads at a glance.
+  returned: success
+  type: list
+  elements: str
+"""
