@@ -69,6 +69,16 @@ class HttpResponse:
 
 
 Transport = Callable[[HttpRequest, float], HttpResponse]
+
+
+def default_sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def default_clock() -> float:
+    return time.monotonic()
+
+
 Sleeper = Callable[[float], None]
 Clock = Callable[[], float]
 Progress = Callable[[str], None]
@@ -177,8 +187,8 @@ class RobotClient:
     password: str
     transport: Transport
     policy: RetryPolicy = field(default_factory=RetryPolicy)
-    sleep: Sleeper = time.sleep
-    clock: Clock = time.monotonic
+    sleep: Sleeper = default_sleep
+    clock: Clock = default_clock
     progress: Optional[Progress] = None
     calls: int = 0
     rate_limit_waited: float = 0.0
