@@ -19,6 +19,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils.dns_records import (
     Change,
+    ProviderError,
     RecordSet,
     ZonePlan,
     join_txt,
@@ -53,10 +54,6 @@ QUERY_TYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA", "NS", "PTR")
 MAX_TCP_MESSAGE = 65535
 
 
-class ProviderError(Exception):
-    """A failure talking to the DNS server; the message says what to change."""
-
-
 @dataclass
 class Rfc2136Settings:
     server: str
@@ -81,6 +78,11 @@ class Rfc2136Provider:
             raise ProviderError("the rfc2136 provider needs the Python package dnspython on the controller")
         self.settings = settings
         self.key = self._make_key()
+
+    @property
+    def query_types(self) -> Tuple[str, ...]:
+        """Types to ask for when reading by query; empty when reading by AXFR."""
+        return QUERY_TYPES if self.settings.read_method == "query" else ()
 
     # ------------------------------------------------------------ helpers
 

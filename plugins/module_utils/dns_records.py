@@ -38,6 +38,10 @@ class RecordError(ValueError):
     """A record set that cannot be published as given; the message says why."""
 
 
+class ProviderError(Exception):
+    """A failure talking to a DNS provider; the message says what to change."""
+
+
 @dataclass(frozen=True)
 class RecordSet:
     """One record set: every record of one name and one type."""
@@ -493,3 +497,74 @@ def build_plan(zone: str, current: Sequence[RecordSet], records: Sequence[Dict[s
                                       ownership_values([rrset.key for rrset in desired], zone)))
     policy = make_policy(prune, zone, managed_names, owned, protected_types)
     return plan_zone(zone, current, desired, policy)
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+@dataclass
+class ZoneRequest:
+    """Everything the dns_zone module was asked to do, provider aside."""
+
+    zone: str
+    records: Sequence[Dict[str, object]]
+    prune: str = "managed"
+    managed_names: Sequence[str] = ()
+    protected_types: Sequence[str] = DEFAULT_PROTECTED
+    ownership_record: str = "_kibamail-owned"
+    default_ttl: int = 3600
+
+
+def interest_keys(request: ZoneRequest, owned: Iterable[Tuple[str, str]], types: Sequence[str]) -> Set[Tuple[str, str]]:
+    """The record sets a provider that reads by query must look at.
+
+    Every type of ``types`` at every name the request touches (so a CNAME
+    conflict is seen), plus what the ownership record lists.
+    """
+    zone = normalize_name(request.zone)
+    keys = set(owned)
+    for rrset in desired_from_dicts(zone, request.records, request.default_ttl):
+        keys.add(rrset.key)
+    names = set(key[0] for key in keys) | set(absolute_name(name, zone) for name in request.managed_names)
+    for name in names:
+        for rtype in types:
+            keys.add((name, rtype))
+    if request.ownership_record:
+        keys.add((absolute_name(request.ownership_record, zone), "TXT"))
+    return keys
+
+
+def reconcile(provider: "object", request: ZoneRequest, check_mode: bool) -> Dict[str, object]:
+    """Read the zone once, plan, apply the difference unless in check mode.
+
+    ``provider`` has ``read(zone, keys)`` returning record sets (it may ignore
+    ``keys`` and return the whole zone), optionally ``query_types`` (the
+    types worth asking for when reading by query), and ``apply(plan)``.
+    """
+    zone = normalize_name(request.zone)
+    desired_from_dicts(zone, request.records, request.default_ttl)  # refuse bad input before any I/O
+    types = tuple(getattr(provider, "query_types", ()))
+    owned: Set[Tuple[str, str]] = set()
+    if types and request.ownership_record:
+        marker_key = (absolute_name(request.ownership_record, zone), "TXT")
+        marker = [rrset for rrset in provider.read(zone, [marker_key]) if rrset.key == marker_key]  # type: ignore[attr-defined]
+        owned = parse_ownership(marker[0] if marker else None, zone)
+    current = provider.read(zone, sorted(interest_keys(request, owned, types)))  # type: ignore[attr-defined]
+    plan = build_plan(zone, current, request.records, request.prune, request.managed_names,
+                      request.protected_types, request.ownership_record, request.default_ttl)
+    if plan.changes and not check_mode:
+        provider.apply(plan)  # type: ignore[attr-defined]
+    return {
+        "changed": plan.changed,
+        "zone": zone,
+        "changes": [change.as_dict() for change in plan.changes],
+        "summary": {
+            "create": len(plan.by_action("create")),
+            "update": len(plan.by_action("update")),
+            "delete": len(plan.by_action("delete")),
+            "unchanged": len(plan.unchanged),
+            "kept": len(plan.kept),
+        },
+        "kept": [{"name": rrset.name, "type": rrset.type} for rrset in plan.kept],
+        "diff": diff_entries(plan),
+    }
