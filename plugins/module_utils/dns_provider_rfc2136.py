@@ -148,7 +148,8 @@ class Rfc2136Provider:
             "NOTZONE": "a name is outside zone %s" % zone,
             "NXRRSET": "a record set changed on the server since it was read; run again",
             "YXRRSET": "a record set appeared on the server since it was read; run again",
-            "SERVFAIL": "the server failed; look at its log",
+            "SERVFAIL": "the server failed; look at its log (BIND 9.18.28 and later refuse a record set of more "
+                        "than max-records-per-type records, 100 by default)",
         }
         raise ProviderError("%s at %s failed with %s: %s" % (doing, self.settings.where, text,
                                                              hints.get(text, "see the server's log")))

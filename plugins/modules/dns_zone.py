@@ -89,7 +89,7 @@ options:
     choices: [none, managed, all]
   managed_names:
     description:
-      - Owner names whose record sets this module owns: with O(prune=managed), record sets at these names that are
+      - Owner names whose record sets this module owns. With O(prune=managed), record sets at these names that are
         not in O(records) are deleted.
     type: list
     elements: str
@@ -112,7 +112,7 @@ requirements:
   - dnspython >= 2.0 (O(provider=rfc2136))
   - hcloud >= 2.11 (O(provider=hetzner))
 notes:
-  - The module runs where the task runs; delegate it to the controller (C(connection: local)).
+  - The module runs where the task runs; run it on the controller (C(connection=local)).
   - BIND refuses an MX or SRV record whose target inside the zone has no address record; publish the targets'
     A or AAAA records in the same task.
 seealso:

@@ -91,6 +91,9 @@ class LoopbackBind:
             '  allow-transfer { key "%s"; };' % self.key_name,
             "  dnssec-validation no;",
             "  notify no;",
+            # The plan gives each MTA name one A record per sending IP (forward-confirmed
+            # rDNS), more than BIND's default limit of 100 records per set.
+            "  max-records-per-type 0;",
             "};",
             'controls { };',
         ]
