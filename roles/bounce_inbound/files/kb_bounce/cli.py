@@ -1,0 +1,245 @@
+# Copyright: Contributors to the kibamail.email_platform project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The ``kb-bounce`` command.
+
+ingest      read one message on stdin (Postfix pipe); exit 0 once it is stored
+            or quarantined, 75 (EX_TEMPFAIL) when it could not be kept
+deliver     send due events to the webhook (``--loop`` for the service)
+list        recent events
+replay      send undelivered events now, ignoring their backoff
+quarantine  messages kept aside because they could not be parsed
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+import time
+from dataclasses import asdict
+from typing import Iterator, List, Optional
+
+from kb_bounce import __version__, config as configmod, parse, store as storemod, verp, webhook
+
+EX_OK = 0
+EX_USAGE = 64
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        config = configmod.load(args.config)
+    except configmod.ConfigError as exc:
+        print("kb-bounce: %s" % exc, file=sys.stderr)
+        return EX_TEMPFAIL if args.command == "ingest" else EX_CONFIG
+    drop_privileges(config.database)
+    return args.func(args, config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with its subcommands."""
+    parser = argparse.ArgumentParser(prog="kb-bounce", description="Kibamail bounce and complaint processor")
+    parser.add_argument("--config", default=os.environ.get("KB_BOUNCE_CONFIG", configmod.DEFAULT_PATH),
+                        help="settings file (default: %(default)s)")
+    parser.add_argument("--version", action="version", version="kb-bounce %s" % __version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ingest = sub.add_parser("ingest", help="store one message read on stdin (Postfix pipe)")
+    ingest.add_argument("--recipient", help="envelope recipient (the VERP return path)")
+    ingest.add_argument("--sender", help="envelope sender")
+    ingest.set_defaults(func=cmd_ingest)
+
+    deliver = sub.add_parser("deliver", help="send due events to the webhook")
+    deliver.add_argument("--loop", action="store_true", help="keep running (the systemd service)")
+    deliver.set_defaults(func=cmd_deliver)
+
+    lister = sub.add_parser("list", help="recent events")
+    lister.add_argument("--limit", type=int, default=20)
+    lister.add_argument("--undelivered", action="store_true", help="only events not yet delivered")
+    lister.add_argument("--json", action="store_true", help="one JSON object per line")
+    lister.set_defaults(func=cmd_list)
+
+    replay = sub.add_parser("replay", help="send undelivered events now, ignoring backoff")
+    replay.add_argument("--id", help="only this event")
+    replay.set_defaults(func=cmd_replay)
+
+    quarantine = sub.add_parser("quarantine", help="messages kept aside for a person")
+    quarantine.add_argument("--limit", type=int, default=20)
+    quarantine.add_argument("--json", action="store_true")
+    quarantine.set_defaults(func=cmd_quarantine)
+    return parser
+
+
+def drop_privileges(database: str) -> None:
+    """Run as the owner of the database directory when started as root, so files keep their owner."""
+    if os.geteuid() != 0:
+        return
+    try:
+        info = os.stat(os.path.dirname(os.path.abspath(database)))
+    except OSError:
+        return
+    if info.st_uid == 0:
+        return
+    os.setgroups([])
+    os.setgid(info.st_gid)
+    os.setuid(info.st_uid)
+
+
+def read_stdin(limit: int) -> bytes:
+    """The whole message (at most limit + 1 bytes, the rest is drained)."""
+    stream = sys.stdin.buffer
+    data = stream.read(limit + 1)
+    while stream.read(1 << 20):
+        pass
+    return data
+
+
+def cmd_ingest(args: argparse.Namespace, config: configmod.Config) -> int:
+    """Store one message: events, an auto-reply note, or a quarantined copy."""
+    raw = read_stdin(config.max_message_bytes)
+    try:
+        return ingest(raw, args.recipient, config)
+    except (sqlite3.Error, OSError) as exc:
+        print("kb-bounce: cannot store the message, Postfix will retry: %s" % exc, file=sys.stderr)
+        return EX_TEMPFAIL
+
+
+def ingest(raw: bytes, recipient: Optional[str], config: configmod.Config) -> int:
+    """Parse and store; raises sqlite3.Error or OSError when storage fails."""
+    sha = hashlib.sha256(raw).hexdigest()
+    if len(raw) > config.max_message_bytes:
+        result = parse.ParseResult(kind=parse.UNPARSEABLE, reason="larger than %d bytes" % config.max_message_bytes)
+        raw = raw[:config.max_message_bytes]
+    else:
+        try:
+            result = parse.parse(raw, recipient)
+        except Exception as exc:  # pylint: disable=broad-except
+            result = parse.ParseResult(kind=parse.UNPARSEABLE, reason="parser error: %r" % exc)
+    db = storemod.Store(config.database)
+    try:
+        if result.kind == parse.UNPARSEABLE:
+            path = storemod.quarantine(config.quarantine_dir, sha, raw, result.reason)
+            db.add_message(sha, recipient, result.kind, result.reason, [], quarantine_file=path)
+            print("kb-bounce: quarantined %s: %s" % (os.path.basename(path), result.reason), file=sys.stderr)
+            return EX_OK
+        payloads = [event_payload(e, recipient, config) for e in result.events]
+        detail = result.reason or "%d event(s)" % len(payloads)
+        added = db.add_message(sha, recipient, result.kind, detail, payloads)
+        print("kb-bounce: %s, %d new event(s)" % (result.kind, added), file=sys.stderr)
+        return EX_OK
+    finally:
+        db.close()
+
+
+def event_payload(event: parse.Event, envelope_recipient: Optional[str], config: configmod.Config) -> dict:
+    """The JSON document the webhook receives (without id and received_at, added on storing)."""
+    data = asdict(event)
+    data["class"] = data.pop("klass")
+    if not data.get("return_path_domain") and envelope_recipient:
+        parts = verp.split_address(envelope_recipient)
+        data["return_path_domain"] = parts[1] if parts else None
+    domain = data.get("return_path_domain")
+    data["customer_domain"] = (verp.customer_domain(str(domain), config.platform_bounce_domain,
+                                                    config.return_path_label) if domain else None)
+    data["envelope_recipient"] = envelope_recipient
+    return data
+
+
+@contextlib.contextmanager
+def delivery_lock(database: str) -> Iterator[None]:
+    """One deliverer at a time (the service and a manual replay never send the same event together)."""
+    with open(database + ".deliver-lock", "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def one_pass(config: configmod.Config) -> webhook.Outcome:
+    """Deliver what is due, under the lock."""
+    db = storemod.Store(config.database)
+    try:
+        with delivery_lock(config.database):
+            return webhook.deliver_due(db, config.webhook_url, config.webhook_secret, config.webhook_timeout,
+                                       config.retry_initial_seconds, config.retry_max_seconds, config.batch_size)
+    finally:
+        db.close()
+
+
+def cmd_deliver(args: argparse.Namespace, config: configmod.Config) -> int:
+    """Send due events; with --loop keep polling."""
+    if not config.webhook_url:
+        print("kb-bounce: no webhook_url configured; events stay stored", file=sys.stderr)
+        return EX_CONFIG
+    while True:
+        try:
+            outcome = one_pass(config)
+            if outcome.delivered or outcome.failed:
+                print("kb-bounce: delivered %d, failed %d" % (outcome.delivered, outcome.failed), file=sys.stderr)
+        except sqlite3.Error as exc:
+            print("kb-bounce: database error, will try again: %s" % exc, file=sys.stderr)
+            if not args.loop:
+                return EX_TEMPFAIL
+        if not args.loop:
+            return EX_OK
+        time.sleep(config.poll_interval)
+
+
+def cmd_replay(args: argparse.Namespace, config: configmod.Config) -> int:
+    """Make undelivered events due now and send them once."""
+    db = storemod.Store(config.database)
+    try:
+        if args.id and db.get(args.id) is None:
+            print("kb-bounce: no event with id %s" % args.id, file=sys.stderr)
+            return EX_USAGE
+        count = db.make_due(time.time(), args.id)
+    finally:
+        db.close()
+    outcome = one_pass(config)
+    print("replayed %d undelivered event(s): delivered %d, failed %d" % (count, outcome.delivered, outcome.failed))
+    return EX_OK if outcome.failed == 0 else EX_TEMPFAIL
+
+
+def cmd_list(args: argparse.Namespace, config: configmod.Config) -> int:
+    """Print recent events."""
+    db = storemod.Store(config.database)
+    try:
+        events = db.recent(args.limit, args.undelivered)
+        counts = db.counts()
+    finally:
+        db.close()
+    for event in events:
+        if args.json:
+            print(json.dumps(storemod.event_dict(event), sort_keys=True))
+            continue
+        state = "delivered" if event.delivered_at else "pending(%d)" % event.attempts
+        payload = event.payload
+        print("%s  %s  %-9s %-17s %-8s %-10s %s" % (
+            payload.get("received_at"), event.id, event.klass, payload.get("reason"), payload.get("status") or "-",
+            state, event.recipient))
+    if not args.json:
+        print("events: %(events)d, pending: %(pending)d, quarantined: %(quarantined)d" % counts)
+    return EX_OK
+
+
+def cmd_quarantine(args: argparse.Namespace, config: configmod.Config) -> int:
+    """Print quarantined messages."""
+    db = storemod.Store(config.database)
+    try:
+        rows = db.messages(parse.UNPARSEABLE, args.limit)
+    finally:
+        db.close()
+    for row in rows:
+        if args.json:
+            print(json.dumps(row, sort_keys=True))
+        else:
+            print("%s  %s  %s" % (row["quarantine_file"], row["envelope_recipient"] or "-", row["detail"]))
+    return EX_OK

@@ -1,0 +1,500 @@
+# Copyright: Contributors to the kibamail.email_platform project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Parse delivery status notifications and complaints into events.
+
+Standard forms: multipart/report with message/delivery-status (RFC 3464)
+or message/feedback-report (ARF, RFC 5965).  Non-standard forms (qmail,
+old Exim, Yahoo-style and Exchange texts without a machine-readable part)
+are read from their human-readable text.  Auto-replies are recognised and
+produce no event.  Anything else is "unparseable" and goes to quarantine.
+"""
+from __future__ import annotations
+
+import email
+import email.message
+import email.parser
+import email.policy
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional
+
+from kb_bounce import classify, verp
+
+REPORT = "report"
+IGNORED = "ignored"
+UNPARSEABLE = "unparseable"
+
+MAX_TEXT = 256 * 1024
+MAX_DIAGNOSTIC = 1000
+MAX_PARTS = 200
+
+ADDRESS_RE = re.compile(r"<?([A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]{1,128}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63})+)>?")
+BOUNCE_SUBJECT_RE = re.compile(
+    r"(undeliver|undelivered|delivery status notification|mail delivery (failed|failure|subsystem)|"
+    r"returned mail|failure notice|delivery failure|delivery has failed|non[- ]?delivery|"
+    r"could not be delivered|message not delivered|delivery problem|warning: message .* delayed|"
+    r"mail delivery delayed|delayed mail|nondeliverable)", re.I)
+DAEMON_RE = re.compile(r"(mailer-daemon|postmaster|mail delivery (subsystem|system)|mdaemon|mail administrator)", re.I)
+AUTOREPLY_SUBJECT_RE = re.compile(
+    r"^\s*(auto(matic)?[ -]?(reply|response|antwort)|out of (the )?office|abwesenheitsnotiz|"
+    r"r[ée]ponse automatique|vacation|away from (my|the) (desk|office)|auto:)", re.I)
+ORIGINAL_MARKERS_RE = re.compile(
+    r"^(-+ ?(this is a copy of|below this line is a copy|original message|forwarded message|"
+    r"undelivered message|original headers)|content-type: message/rfc822|"
+    r"--- (below|the header)|original message headers:)", re.I | re.M)
+DELAY_RE = re.compile(r"(this is a warning only|has not yet been delivered|will (keep )?(retry|trying)|"
+                      r"still being retried|delivery attempts will continue|will be retried)", re.I)
+DAEMON_LOCALS = ("mailer-daemon", "postmaster", "double-bounce", "noreply", "no-reply")
+
+
+@dataclass
+class Event:
+    """One bounce or complaint about one recipient."""
+
+    type: str
+    klass: str
+    reason: str
+    recipient: str
+    recipient_source: str
+    action: str = "failed"
+    status: Optional[str] = None
+    smtp_code: Optional[int] = None
+    diagnostic: str = ""
+    return_path: Optional[str] = None
+    return_path_domain: Optional[str] = None
+    reporting_mta: Optional[str] = None
+    remote_mta: Optional[str] = None
+    original_message_id: Optional[str] = None
+    original_subject: Optional[str] = None
+    feedback_type: Optional[str] = None
+    user_agent: Optional[str] = None
+    source_ip: Optional[str] = None
+    arrival_date: Optional[str] = None
+
+
+@dataclass
+class ParseResult:
+    """What a message turned out to be."""
+
+    kind: str
+    events: List[Event] = field(default_factory=list)
+    reason: str = ""
+    subject: str = ""
+    sender: str = ""
+
+
+@dataclass
+class RecipientBlock:
+    """The per-recipient fields of a DSN (RFC 3464 section 2.3)."""
+
+    final_recipient: Optional[str]
+    original_recipient: Optional[str]
+    action: str
+    status: Optional[str]
+    diagnostic: str
+    remote_mta: Optional[str]
+
+
+@dataclass
+class Original:
+    """What is known about the message that bounced."""
+
+    message_id: Optional[str] = None
+    subject: Optional[str] = None
+    return_path: Optional[verp.ReturnPath] = None
+    to: Optional[str] = None
+
+
+def text_of(value: object, limit: int = MAX_TEXT) -> str:
+    """A header or payload as printable text (bad bytes become U+FFFD)."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        text = value[:limit].decode("utf-8", "replace")
+    else:
+        text = str(value)[:limit]
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text
+
+
+def one_line(value: object, limit: int = MAX_DIAGNOSTIC) -> str:
+    """Collapse whitespace and cut to a length."""
+    return " ".join(text_of(value, limit * 4).split())[:limit]
+
+
+def header(msg: email.message.Message, name: str) -> str:
+    """A header value as one clean line ("" when absent or broken)."""
+    try:
+        return one_line(msg.get(name, ""))
+    except Exception:  # pylint: disable=broad-except
+        return ""
+
+
+def iter_parts(msg: email.message.Message, depth: int = 0) -> Iterator[email.message.Message]:
+    """Every part of the top-level message, not descending into attached messages."""
+    yield msg
+    if depth > 20 or not msg.is_multipart() or msg.get_content_type() in ("message/rfc822", "message/global"):
+        return
+    payload = msg.get_payload()
+    if not isinstance(payload, list):
+        return
+    for part in payload[:MAX_PARTS]:
+        if isinstance(part, email.message.Message):
+            yield from iter_parts(part, depth + 1)
+
+
+def decoded_text(part: email.message.Message) -> str:
+    """The decoded text of a leaf part."""
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:  # pylint: disable=broad-except
+        payload = None
+    if payload is None:
+        raw = part.get_payload()
+        return text_of(raw) if isinstance(raw, str) else ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload[:MAX_TEXT].decode(charset, "replace")
+    except LookupError:
+        return payload[:MAX_TEXT].decode("utf-8", "replace")
+
+
+def field_blocks(part: email.message.Message) -> List[Dict[str, str]]:
+    """The header-like field blocks of a message/delivery-status or feedback-report part."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        blocks = []
+        for sub in payload:
+            if isinstance(sub, email.message.Message):
+                blocks.append({k.lower(): one_line(v) for k, v in sub.items()})
+                body = sub.get_payload()
+                if isinstance(body, str) and ":" in body:
+                    blocks.extend(parse_fields(body))
+        return [b for b in blocks if b]
+    return parse_fields(decoded_text(part))
+
+
+def parse_fields(text: str) -> List[Dict[str, str]]:
+    """Parse blank-line separated blocks of ``Name: value`` fields."""
+    blocks: List[Dict[str, str]] = []
+    current: Dict[str, str] = {}
+    last = None
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line.strip():
+            if current:
+                blocks.append(current)
+            current, last = {}, None
+            continue
+        if line[0] in " \t" and last is not None:
+            current[last] = one_line(current[last] + " " + line)
+            continue
+        name, sep, value = line.partition(":")
+        if sep and name and " " not in name.strip():
+            last = name.strip().lower()
+            current[last] = one_line(value)
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def strip_type(value: str) -> Optional[str]:
+    """``rfc822; <a@b>`` -> ``a@b``."""
+    if not value:
+        return None
+    _, sep, rest = value.partition(";")
+    address = (rest if sep else value).strip().strip("<>").strip()
+    match = ADDRESS_RE.search(address)
+    return match.group(1) if match else None
+
+
+def recipient_blocks(blocks: List[Dict[str, str]]) -> List[RecipientBlock]:
+    """The per-recipient blocks of a DSN."""
+    result = []
+    for block in blocks:
+        if not ("final-recipient" in block or "original-recipient" in block):
+            continue
+        diagnostic = block.get("diagnostic-code", "")
+        _, sep, rest = diagnostic.partition(";")
+        if sep and len(diagnostic.split(";")[0]) < 20:
+            diagnostic = rest.strip()
+        result.append(RecipientBlock(
+            final_recipient=strip_type(block.get("final-recipient", "")),
+            original_recipient=strip_type(block.get("original-recipient", "")),
+            action=block.get("action", "failed").split()[0].lower() if block.get("action") else "failed",
+            status=classify.find_enhanced(block.get("status", "")),
+            diagnostic=diagnostic,
+            remote_mta=_after_semicolon(block.get("remote-mta", "")),
+        ))
+    return result
+
+
+def _after_semicolon(value: str) -> Optional[str]:
+    if not value:
+        return None
+    return value.partition(";")[2].strip() or value.strip()
+
+
+def original_of(msg: email.message.Message) -> Original:
+    """Find the attached original message (or its headers)."""
+    for part in iter_parts(msg):
+        ctype = part.get_content_type()
+        headers = None
+        if ctype in ("message/rfc822", "message/global"):
+            payload = part.get_payload()
+            if isinstance(payload, list) and payload and isinstance(payload[0], email.message.Message):
+                headers = payload[0]
+            elif isinstance(payload, str):
+                headers = email.parser.HeaderParser(policy=email.policy.compat32).parsestr(payload)
+        elif ctype in ("text/rfc822-headers", "message/rfc822-headers", "message/global-headers"):
+            headers = email.parser.HeaderParser(policy=email.policy.compat32).parsestr(decoded_text(part))
+        if headers is not None:
+            return _original_from_headers(headers)
+    return Original()
+
+
+def _original_from_headers(headers: email.message.Message) -> Original:
+    return_path = None
+    for name in ("Return-Path", "X-Original-Return-Path"):
+        value = header(headers, name)
+        if value:
+            return_path = verp.decode(value)
+            if return_path:
+                break
+    to = strip_type(header(headers, "To"))
+    return Original(
+        message_id=header(headers, "Message-ID") or None,
+        subject=header(headers, "Subject") or None,
+        return_path=return_path,
+        to=to,
+    )
+
+
+def is_autoreply(msg: email.message.Message) -> bool:
+    """An out-of-office or other automatic answer (RFC 3834 and common habits)."""
+    auto = header(msg, "Auto-Submitted").lower()
+    if header(msg, "X-Autoreply") or header(msg, "X-Autorespond") or header(msg, "X-Autoresponder"):
+        return True
+    if header(msg, "Precedence").lower() in ("auto_reply", "auto-reply"):
+        return True
+    if AUTOREPLY_SUBJECT_RE.search(header(msg, "Subject")):
+        return True
+    return auto.startswith("auto-replied") and not looks_like_bounce(msg)
+
+
+def looks_like_bounce(msg: email.message.Message) -> bool:
+    """Sender or subject of a delivery failure notice."""
+    return bool(DAEMON_RE.search(header(msg, "From")) or BOUNCE_SUBJECT_RE.search(header(msg, "Subject")))
+
+
+def parse(raw: bytes, envelope_recipient: Optional[str] = None) -> ParseResult:
+    """Parse one message delivered to a bounce address."""
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    except Exception as exc:  # pylint: disable=broad-except
+        return ParseResult(kind=UNPARSEABLE, reason="not a parseable message: %s" % exc)
+    envelope = verp.decode(envelope_recipient) if envelope_recipient else None
+    result = _parse_message(msg, envelope)
+    result.subject = header(msg, "Subject")[:200]
+    result.sender = header(msg, "From")[:200]
+    return result
+
+
+def _parse_message(msg: email.message.Message, envelope: Optional[verp.ReturnPath]) -> ParseResult:
+    parts = list(iter_parts(msg))
+    by_type: Dict[str, email.message.Message] = {}
+    for part in parts:
+        by_type.setdefault(part.get_content_type(), part)
+    original = original_of(msg)
+    feedback = by_type.get("message/feedback-report")
+    if feedback is not None:
+        return _complaint(msg, feedback, original, envelope)
+    status_part = by_type.get("message/delivery-status") or by_type.get("message/global-delivery-status")
+    if status_part is not None:
+        result = _dsn(field_blocks(status_part), original, envelope)
+        if result.kind != UNPARSEABLE:
+            return result
+    if is_autoreply(msg):
+        return ParseResult(kind=IGNORED, reason="automatic reply")
+    text = human_text(parts)
+    embedded = [b for b in parse_fields(text) if "final-recipient" in b or "original-recipient" in b]
+    if embedded:
+        result = _dsn([{}] + embedded, original, envelope)
+        if result.events:
+            return result
+    if not looks_like_bounce(msg):
+        return ParseResult(kind=UNPARSEABLE, reason="neither a delivery report, a complaint nor an automatic reply")
+    return _text_bounce(text, original, envelope)
+
+
+def human_text(parts: List[email.message.Message]) -> str:
+    """The readable text of a notice, up to the copy of the original message."""
+    texts = []
+    for part in parts:
+        ctype = part.get_content_type()
+        if part.is_multipart() or part.get_content_maintype() == "message":
+            continue
+        if ctype == "text/plain" or (part.get_content_maintype() == "multipart" and not part.is_multipart()):
+            texts.append(decoded_text(part))
+        elif ctype == "text/html" and not texts:
+            texts.append(re.sub(r"<[^>]{0,2000}>", " ", decoded_text(part)))
+    text = "\n".join(texts)[:MAX_TEXT]
+    marker = ORIGINAL_MARKERS_RE.search(text)
+    return text[:marker.start()] if marker else text
+
+
+def _dsn(blocks: List[Dict[str, str]], original: Original, envelope: Optional[verp.ReturnPath]) -> ParseResult:
+    per_message = blocks[0] if blocks and "final-recipient" not in blocks[0] else {}
+    reporting = _after_semicolon(per_message.get("reporting-mta", ""))
+    arrival = per_message.get("arrival-date") or None
+    everyone = recipient_blocks(blocks)
+    reports = [r for r in everyone if r.action in ("failed", "delayed")]
+    if everyone and not reports:
+        return ParseResult(kind=IGNORED, reason="delivery report without a failed or delayed recipient")
+    if not reports:
+        return ParseResult(kind=UNPARSEABLE, reason="delivery report without a failed or delayed recipient")
+    return_path = envelope or original.return_path
+    if return_path is not None:
+        chosen = [r for r in reports if _matches(r, return_path.recipient)] or reports[:1]
+        pairs = [(chosen[0], return_path.recipient, "return-path")]
+    else:
+        pairs = [(r, r.final_recipient or r.original_recipient, "dsn") for r in reports]
+    events = []
+    for block, recipient, source in pairs:
+        if not recipient:
+            continue
+        events.append(_bounce_event(block, recipient, source, return_path, original, reporting, arrival))
+    if not events:
+        return ParseResult(kind=UNPARSEABLE, reason="delivery report without a recipient address")
+    return ParseResult(kind=REPORT, events=events)
+
+
+def _matches(block: RecipientBlock, recipient: str) -> bool:
+    wanted = recipient.lower()
+    return any(a and a.lower() == wanted for a in (block.final_recipient, block.original_recipient))
+
+
+def _bounce_event(block: RecipientBlock, recipient: str, source: str, return_path: Optional[verp.ReturnPath],
+                  original: Original, reporting: Optional[str], arrival: Optional[str]) -> Event:
+    status = _best_status(block.status, block.diagnostic)
+    code = classify.find_smtp_code(block.diagnostic)
+    verdict = classify.classify(status, code, block.diagnostic, block.action)
+    return Event(
+        type="bounce", klass=verdict.klass, reason=verdict.reason, recipient=recipient,
+        recipient_source=source, action=block.action, status=status, smtp_code=code,
+        diagnostic=one_line(block.diagnostic), return_path=return_path.address if return_path else None,
+        return_path_domain=return_path.domain if return_path else None, reporting_mta=reporting,
+        remote_mta=block.remote_mta, original_message_id=original.message_id,
+        original_subject=original.subject, arrival_date=arrival,
+    )
+
+
+def _best_status(status: Optional[str], diagnostic: str) -> Optional[str]:
+    """The DSN's Status, unless it is vague (x.0.0) and the diagnostic is precise."""
+    from_text = classify.find_enhanced(diagnostic)
+    if status is None:
+        return from_text
+    if from_text and status.endswith(".0.0") and from_text[0] == status[0] and not from_text.endswith(".0.0"):
+        return from_text
+    return status
+
+
+def _complaint(msg: email.message.Message, part: email.message.Message, original: Original,
+               envelope: Optional[verp.ReturnPath]) -> ParseResult:
+    fields: Dict[str, str] = {}
+    for block in field_blocks(part):
+        for key, value in block.items():
+            fields.setdefault(key, value)
+    return_path = original.return_path or envelope
+    if original.return_path is not None:
+        recipient, source = original.return_path.recipient, "return-path"
+    elif strip_type(fields.get("original-rcpt-to", "")):
+        recipient, source = strip_type(fields.get("original-rcpt-to", "")), "arf"
+        return_path = envelope if envelope and envelope.recipient.lower() == (recipient or "").lower() else None
+    elif envelope is not None:
+        recipient, source = envelope.recipient, "return-path"
+    elif original.to:
+        recipient, source = original.to, "original-to"
+    else:
+        return ParseResult(kind=UNPARSEABLE, reason="complaint without a recipient")
+    feedback_type = (fields.get("feedback-type") or "abuse").split()[0].lower()
+    event = Event(
+        type="complaint", klass=classify.COMPLAINT, reason=feedback_type, recipient=recipient or "",
+        recipient_source=source, action="complained", diagnostic=one_line(header(msg, "Subject")),
+        return_path=return_path.address if return_path else None,
+        return_path_domain=return_path.domain if return_path else None,
+        reporting_mta=fields.get("reporting-mta") or None, original_message_id=original.message_id,
+        original_subject=original.subject, feedback_type=feedback_type,
+        user_agent=fields.get("user-agent") or None, source_ip=fields.get("source-ip") or None,
+        arrival_date=fields.get("arrival-date") or fields.get("received-date") or None,
+    )
+    return ParseResult(kind=REPORT, events=[event])
+
+
+def _text_bounce(text: str, original: Original, envelope: Optional[verp.ReturnPath]) -> ParseResult:
+    sections = address_sections(text)
+    return_path = envelope or original.return_path
+    if return_path is not None:
+        wanted = return_path.recipient.lower()
+        body = sections.get(wanted) or (next(iter(sections.values())) if len(sections) == 1 else text)
+        targets = [(return_path.recipient, body, "return-path")]
+    else:
+        targets = [(address, body, "text") for address, body in sections.items()]
+    delayed = bool(DELAY_RE.search(text))
+    events = []
+    for recipient, body, source in targets:
+        event = _text_event(recipient, body, source, return_path, original, delayed)
+        if event is not None:
+            events.append(event)
+    if not events:
+        return ParseResult(kind=UNPARSEABLE, reason="failure notice without a recognisable recipient or status")
+    return ParseResult(kind=REPORT, events=events)
+
+
+def _text_event(recipient: str, body: str, source: str, return_path: Optional[verp.ReturnPath],
+                original: Original, delayed: bool) -> Optional[Event]:
+    status = classify.find_enhanced(body)
+    code = classify.find_smtp_code(body)
+    text_verdict = classify.by_text(body)
+    if status is None and code is None and text_verdict is None:
+        return None
+    action = "delayed" if delayed and not (status or "").startswith("5") and (code or 0) < 500 else "failed"
+    verdict = classify.classify(status, code, body, action)
+    return Event(
+        type="bounce", klass=verdict.klass, reason=verdict.reason, recipient=recipient, recipient_source=source,
+        action=action, status=status, smtp_code=code, diagnostic=one_line(_diagnostic_line(body)),
+        return_path=return_path.address if return_path else None,
+        return_path_domain=return_path.domain if return_path else None,
+        original_message_id=original.message_id, original_subject=original.subject,
+    )
+
+
+def _diagnostic_line(body: str) -> str:
+    """The most telling lines of a section: those with a status code, else the whole section."""
+    lines = [ln.strip() for ln in body.splitlines() if ln.strip()]
+    coded = [ln for ln in lines if classify.SMTP_CODE_RE.search(ln) or classify.ENHANCED_RE.search(ln)]
+    return " ".join(coded or lines)
+
+
+def address_sections(text: str) -> Dict[str, str]:
+    """Split a notice into the text about each recipient address."""
+    sections: Dict[str, List[str]] = {}
+    current: Optional[str] = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        match = ADDRESS_RE.match(stripped)
+        if match and _is_recipient_line(stripped, match):
+            address = match.group(1)
+            if address.split("@")[0].lower() not in DAEMON_LOCALS:
+                current = address.lower()
+                sections.setdefault(current, [])
+                sections[current].append(stripped[match.end():])
+                continue
+        if current is not None:
+            sections[current].append(line)
+    return {address: "\n".join(lines) for address, lines in sections.items()}
+
+
+def _is_recipient_line(line: str, match: re.Match) -> bool:
+    """A line that starts with an address and says little else (qmail, Exim, Yahoo, Exchange styles)."""
+    rest = line[match.end():].strip()
+    return rest == "" or rest.startswith(":") or rest.startswith("(") or rest.startswith("[")
