@@ -542,7 +542,7 @@ def reconcile(provider: "object", request: ZoneRequest, check_mode: bool) -> Dic
     types worth asking for when reading by query), and ``apply(plan)``.
     """
     zone = normalize_name(request.zone)
-    desired_from_dicts(zone, request.records, request.default_ttl)  # refuse bad input before any I/O
+    check_cname_conflicts(desired_from_dicts(zone, request.records, request.default_ttl))  # before any I/O
     types = tuple(getattr(provider, "query_types", ()))
     owned: Set[Tuple[str, str]] = set()
     if types and request.ownership_record:
