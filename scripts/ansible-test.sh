@@ -4,12 +4,18 @@
 # with an offline stand-in for the get-pip bootstrap it would download.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-dest="$root/.build/ansible_collections/kibamail/email_platform"
+# Outside the checkout (ansible-test would otherwise list files through the
+# checkout's git, which ignores the copy). tests/output of the copy is kept
+# between runs: it holds the sanity venvs. One run at a time (flock).
+work="${KB_ANSIBLE_TEST_DIR:-$HOME/.cache/kibamail-ansible-test}"
+dest="$work/ansible_collections/kibamail/email_platform"
 mkdir -p "$dest"
+exec 9>"$work/.lock"
+flock 9
 rsync -a --delete \
   --exclude .git --exclude .venv --exclude .collections --exclude .build --exclude .lab \
   --exclude .cache --exclude tests/output --exclude '__pycache__' --exclude .pytest_cache \
-  --exclude .hypothesis --exclude '*.tar.gz' --exclude bench/results \
+  --exclude .hypothesis --exclude '*.tar.gz' --exclude bench/results --exclude /tests/output \
   "$root/" "$dest/"
 
 cache="$HOME/.ansible/test/cache"
@@ -30,9 +36,10 @@ import subprocess
 import sys
 
 subprocess.check_call([sys.executable, "-m", "ensurepip", "--upgrade", "--default-pip"])
-args = [a for a in sys.argv[1:]]
+# get-pip's own flags mean nothing to pip install.
+args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
 if args:
     subprocess.check_call([sys.executable, "-m", "pip", "install"] + args)
 PY
 cd "$dest"
-exec "$root/.venv/bin/ansible-test" "$@"
+"$root/.venv/bin/ansible-test" "$@"

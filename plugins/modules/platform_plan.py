@@ -43,13 +43,17 @@ attributes:
     support: none
   action:
     support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   platform:
     platforms: all
 extends_documentation_fragment:
   - action_common_attributes
   - action_common_attributes.flow
 author:
-  - Kibamail platform engineering
+  - Kibamail platform engineering (@kibamail)
 """
 
 EXAMPLES = r"""
