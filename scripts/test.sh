@@ -22,7 +22,11 @@ stage_yamllint() { yamllint --strict .; }
 stage_ansible-lint() { ansible-lint --offline --profile production; }
 stage_sanity() { scripts/ansible-test.sh sanity --venv --python 3.11; }
 stage_units() { python -m pytest -q -p no:cacheprovider tests/unit; }
-stage_integration() { python -m pytest -q -p no:cacheprovider tests/integration; }
+stage_integration() {
+  local dirs=(tests/integration)
+  [ -d tests/reliability ] && dirs+=(tests/reliability)
+  python -m pytest -q -p no:cacheprovider "${dirs[@]}"
+}
 stage_build() { scripts/build-collection.sh; }
 stage_molecule() { scripts/molecule-all.sh; }
 
