@@ -57,6 +57,9 @@ PLATFORM = "platform"
 IP = "ip"
 CUSTOMER = "customer"
 DNS_CATEGORIES = (PLATFORM, IP, CUSTOMER)
+# BIND 9.18.28+ (max-records-per-type, CVE-2024-1737) refuses to load or cache more
+# records of one type at one name by default; resolvers built on it answer SERVFAIL.
+MAX_RRSET_RECORDS = 100
 DMARC_POLICY_MEANING = {
     "none": "receivers only report, they take no action on mail that fails DMARC",
     "quarantine": "receivers put mail that fails DMARC in spam",
@@ -113,9 +116,9 @@ def publish_hint(plan: dict, name: str) -> str:
     for domain, conf in plan.get("customers", {}).items():
         if name == domain or name.endswith("." + domain):
             if conf.get("zone_managed"):
-                return "the platform manages the zone %s: re-apply the DNS records (site.yml)" % domain
+                return "the platform manages the zone %s: re-apply the DNS records (playbooks/dns.yml)" % domain
             return "the zone %s is the customer's: ask them to publish it" % domain
-    return "re-apply the platform's DNS records (site.yml)"
+    return "re-apply the platform's DNS records (playbooks/dns.yml)"
 
 
 def ranges(ips: Sequence[str]) -> str:
@@ -226,7 +229,19 @@ def check_records(resolver: Resolver, plan: dict, check: str, name: str, rdtype:
     if extra:
         return warning(PLATFORM, check, name, "%s: %s also has %s, which the plan does not" % (what, answer.describe(), ", ".join(extra)),
                        "remove %s from %s %s" % (", ".join(extra), name, rdtype))
-    return ok(PLATFORM, check, name, "%s: %s %s is %s" % (what, name, rdtype, ", ".join(sorted(have))))
+    if len(have) > MAX_RRSET_RECORDS:
+        return warning(PLATFORM, check, name, "%s: %s has all %d expected values, but more than %d records of one type: "
+                       "resolvers running BIND 9.18.28 or later with default settings (max-records-per-type) answer SERVFAIL, "
+                       "so those receivers cannot forward-confirm the name" % (what, name, len(have), MAX_RRSET_RECORDS),
+                       "give each sending IP a name of its own (platform_ptr_template, for example '{ip_dashed}.{mta_fqdn}') "
+                       "or keep at most %d addresses per name" % MAX_RRSET_RECORDS)
+    return ok(PLATFORM, check, name, "%s: %s %s is %s" % (what, name, rdtype, _shorten(sorted(have))))
+
+
+def _shorten(values: List[str], shown: int = 4) -> str:
+    if len(values) <= shown:
+        return ", ".join(values)
+    return "%s ... (%d values)" % (", ".join(values[:shown]), len(values))
 
 
 def _norm_value(value: str, rdtype: str) -> str:
@@ -287,7 +302,7 @@ def platform_checks(resolver: Resolver, evaluator: SpfEvaluator, plan: dict) -> 
 
 def check_ptr(resolver: Resolver, entry: SendingIp) -> Tuple[CheckResult, List[str]]:
     answer = resolver.lookup(reverse_name(entry.ip), "PTR")
-    fix = "set the reverse DNS (PTR) of %s to %s (Hetzner Robot rDNS; site.yml applies the plan's PTRs)" % (entry.ip, entry.ptr)
+    fix = "set the reverse DNS (PTR) of %s to %s (Hetzner Robot rDNS: playbooks/network.yml applies the plan's PTRs)" % (entry.ip, entry.ptr)
     if answer.status == ERROR:
         return _lookup_failed(IP, "ptr", entry.ip, answer), []
     names = [normalize_name(v) for v in answer.values] if answer.status == OK else []
@@ -330,10 +345,13 @@ def check_helo(evaluator: SpfEvaluator, entry: SendingIp, ptr_names: List[str]) 
     if outcome.result in ("none", "neutral"):
         return warning(IP, "helo", entry.ip, "HELO %s matches the PTR but its SPF gives %s: bounces (empty MAIL FROM) "
                        "are checked against the HELO name (RFC 7208 2.3)" % (entry.helo, outcome.result),
-                       "publish %s TXT 'v=spf1 include:<the platform SPF domain> -all' (site.yml)" % entry.helo)
+                       "publish %s TXT 'v=spf1 include:<the platform SPF domain> -all' (playbooks/dns.yml)" % entry.helo)
+    if outcome.result == "temperror":
+        return warning(IP, "helo", entry.ip, "SPF of the HELO name %s could not be evaluated: %s" % (entry.helo, outcome.explanation),
+                       "make the name server answer for %s, then run the verification again" % entry.helo)
     return failure(IP, "helo", entry.ip, "SPF of the HELO name %s gives %s for %s: %s" % (
         entry.helo, outcome.result, entry.ip, outcome.explanation),
-        "make the SPF record of %s cover %s (site.yml)" % (entry.helo, entry.ip))
+        "make the SPF record of %s cover %s (playbooks/dns.yml)" % (entry.helo, entry.ip))
 
 
 def usable_dnsbl_zones(resolver: Resolver, zones: Sequence[str]) -> Tuple[List[str], List[CheckResult]]:

@@ -111,9 +111,20 @@ class DnsPythonResolver(Resolver):
         self.description = "%s port %d" % (nameserver, port) if nameserver else "the system resolver"
 
     def lookup(self, name: str, rdtype: str) -> Answer:
+        """One lookup. An authoritative server (recursion off) answers a CNAME into another of its
+        zones without the target's records: follow such chains here, as a recursive resolver would."""
         qname = normalize_name(name)
+        current = qname
+        for _hop in range(8):
+            answer = self._lookup_once(qname, current, rdtype)
+            if answer.status != NODATA or rdtype == "CNAME" or answer.canonical_name in ("", current):
+                return answer
+            current = answer.canonical_name
+        return Answer(name=qname, rdtype=rdtype, status=ERROR, error="CNAME chain longer than 8 names")
+
+    def _lookup_once(self, qname: str, current: str, rdtype: str) -> Answer:
         try:
-            answer = self._resolver.resolve(qname + ".", rdtype, search=False, raise_on_no_answer=False)
+            answer = self._resolver.resolve(current + ".", rdtype, search=False, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:
             return Answer(name=qname, rdtype=rdtype, status=NXDOMAIN)
         except dns.resolver.NoNameservers as exc:

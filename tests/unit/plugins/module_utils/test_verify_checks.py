@@ -176,7 +176,7 @@ def test_wrong_ptr_and_unconfirmed_name(world):
     assert "plan says us-mta1.kbmta.net" in by(results, "ptr", "192.0.2.2", FAILURE)[0].reason
     assert by(results, "helo", "192.0.2.2", FAILURE)
     fcr = by(results, "fcrdns", "192.0.2.200", FAILURE)
-    assert fcr and fcr[0].fix == "publish us-mta1.kbmta.net A 192.0.2.200 (re-apply the platform's DNS records (site.yml))"
+    assert fcr and fcr[0].fix == "publish us-mta1.kbmta.net A 192.0.2.200 (re-apply the platform's DNS records (playbooks/dns.yml))"
     assert by(results, "mta_a", "us-mta1.kbmta.net", FAILURE)
 
 
