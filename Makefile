@@ -19,7 +19,7 @@ help:
 	@echo "make bench      run the benchmarks and write docs/benchmarks.md"
 
 ## setup ---------------------------------------------------------------------
-setup: venv host images collection
+setup: host venv images collection
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt

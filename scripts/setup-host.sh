@@ -4,7 +4,7 @@
 # Safe to run again: every step checks before it acts.
 set -euo pipefail
 
-PACKAGES=(docker.io debootstrap bind9 bind9-utils iptables rsync swaks openssl apt-cacher-ng)
+PACKAGES=(docker.io debootstrap bind9 bind9-utils iptables rsync swaks openssl apt-cacher-ng python3-venv)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
