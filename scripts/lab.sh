@@ -287,7 +287,18 @@ cmd_verify() {
   [ -f "$LAB_DIR/lab.json" ] || die "the lab is not up ($LAB_DIR/lab.json missing): run 'scripts/lab.sh up'"
   export_lab_env
   write_lab_json
-  python "$root/scripts/lab/demo.py" --lab "$LAB_DIR/lab.json" --inventory "$root/inventories/lab"
+  local rc=0
+  say "containment: no outside names, no SMTP leaving the lab"
+  python -m pytest -q -p no:cacheprovider "$root/tests/integration/lab" || rc=1
+  if [ -f "$root/playbooks/verify.yml" ]; then
+    say "ansible-playbook playbooks/verify.yml -i inventories/lab"
+    ansible-playbook "$root/playbooks/verify.yml" -i "$root/inventories/lab" || rc=1
+  fi
+  say "demo: a message through smtp.kbmta.net, as the receiver sees it"
+  KB_LAB_SUPPORT_PASSWORD=$(lab_var "vault_sasl_passwords['support@kibamail.com']")
+  KB_LAB_SUPPORT_PASSWORD="$KB_LAB_SUPPORT_PASSWORD" python "$root/scripts/lab/demo.py" --lab "$LAB_DIR/lab.json" || rc=1
+  [ "$rc" -eq 0 ] || die "verification failed (see above)"
+  say "verification passed"
 }
 
 cmd_up() {
