@@ -122,9 +122,55 @@ def publish_hint(plan: dict, name: str) -> str:
 
 
 def ranges(ips: Sequence[str]) -> str:
-    """Addresses shown as collapsed networks: 192.0.2.0/25, 192.0.2.128."""
-    nets = ipaddress.collapse_addresses(ipaddress.ip_network(ip) for ip in ips)
-    return ", ".join(str(n.network_address) if n.num_addresses == 1 else str(n) for n in nets)
+    """Addresses as runs of consecutive addresses: 192.0.2.2-192.0.2.254, 198.51.100.7."""
+    addrs = sorted({ipaddress.ip_address(ip) for ip in ips})
+    runs: List[List] = []
+    for addr in addrs:
+        if runs and int(addr) == int(runs[-1][1]) + 1:
+            runs[-1][1] = addr
+        else:
+            runs.append([addr, addr])
+    return ", ".join(str(a) if a == b else "%s-%s" % (a, b) for a, b in runs)
+
+
+_MEMBERS: Dict[int, Tuple[dict, Dict[str, frozenset]]] = {}
+
+
+def pool_members(plan: dict) -> Dict[str, frozenset]:
+    """The sending IPs of each pool, computed once per plan object (the cache holds the plan, so its id stays its own)."""
+    cached = _MEMBERS.get(id(plan))
+    if cached is None or cached[0] is not plan:
+        cached = (plan, {name: frozenset(e.ip for e in sending_ips(plan, name)) for name in plan.get("pools", {})})
+        _MEMBERS.clear()
+        _MEMBERS[id(plan)] = cached
+    return cached[1]
+
+
+def describe_ips(plan: dict, ips: Sequence[str]) -> str:
+    """Addresses named by pool where a whole pool is meant: 'all 253 sending IPs of pool marketing (203.0.113.0/24)'."""
+    wanted = set(ips)
+    parts, rest = [], set(wanted)
+    for name, pool in sorted(plan.get("pools", {}).items()):
+        members = pool_members(plan).get(name, frozenset())
+        if members and members <= wanted:
+            parts.append("all %d sending IPs of pool %s (%s)" % (len(members), name, pool.get("subnet", "")))
+            rest -= members
+    if rest:
+        parts.append(ranges(sorted(rest)))
+    return "; ".join(parts)
+
+
+def spf_terms_for(plan: dict, ips: Sequence[str]) -> str:
+    """ip4: terms that would cover the addresses: a pool's subnet when all of it is meant."""
+    wanted, terms = set(ips), []
+    for name, pool in sorted(plan.get("pools", {}).items()):
+        members = pool_members(plan).get(name, frozenset())
+        if members and members <= wanted and pool.get("subnet"):
+            terms.append("ip4:%s" % pool["subnet"])
+            wanted -= members
+    nets = ipaddress.collapse_addresses(ipaddress.ip_network(ip) for ip in wanted)
+    terms.extend("ip4:%s" % (n.network_address if n.num_addresses == 1 else n) for n in nets)
+    return " ".join(terms)
 
 
 def _lookup_failed(category: str, check: str, subject: str, answer: Answer) -> CheckResult:
@@ -189,18 +235,18 @@ def check_spf_covers(evaluator: SpfEvaluator, plan: dict, category: str, check: 
         explanations.setdefault(outcome.result, outcome.explanation)
     passed = len(by_result.pop("pass", []))
     if not by_result:
-        return ok(category, check, domain, "SPF passes for all %d sending IPs (%s) of %s" % (len(ips), ranges([e.ip for e in ips]), what))
-    parts = ["%s for %d IPs (%s)%s" % (result, len(bad), ranges(bad), (": " + explanations[result]) if explanations[result] else "")
+        return ok(category, check, domain, "SPF passes for all %d sending IPs of %s (%s)" % (len(ips), what, describe_ips(plan, [e.ip for e in ips])))
+    parts = ["%s for %d IPs (%s)%s" % (result, len(bad), describe_ips(plan, bad), (": " + explanations[result]) if explanations[result] else "")
              for result, bad in sorted(by_result.items())]
     missing = [ip for result, bad in by_result.items() if result in ("fail", "softfail", "neutral", "none") for ip in bad]
     temp = set(by_result) == {"temperror"}
     reason = "SPF of %s passes for %d of %d sending IPs of %s; %s" % (domain, passed, len(ips), what, "; ".join(parts))
     planned = [v for v in (planned_values(plan, domain, "TXT") or []) if v.lower().startswith("v=spf1")]
     if missing and planned:
-        fix = "the record must cover %s: publish %s TXT %r (%s)" % (ranges(missing), domain, planned[0], publish_hint(plan, domain))
+        fix = "the record must cover %s: publish %s TXT %r (%s)" % (spf_terms_for(plan, missing), domain, planned[0],
+                                                                   publish_hint(plan, domain))
     elif missing:
-        fix = "add ip4:%s to the SPF record that %s uses (%s)" % (" ip4:".join(ranges(missing).split(", ")), domain,
-                                                                  publish_hint(plan, domain))
+        fix = "add %s to the SPF record that %s uses (%s)" % (spf_terms_for(plan, missing), domain, publish_hint(plan, domain))
     else:
         fix = "make the SPF record of %s valid and reachable: %s" % (domain, publish_hint(plan, domain))
     if temp:

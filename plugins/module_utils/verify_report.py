@@ -38,8 +38,11 @@ def summary_line(results: Sequence[CheckResult]) -> str:
     return "%s: %d checks, %d failures, %d warnings, %d ok" % (verdict, counts["total"], counts[FAILURE], counts[WARNING], counts[OK])
 
 
-def render_table(results: Sequence[CheckResult], show_ok: bool = False, width: int = 120) -> str:
-    """Failures and warnings in full with their fix; OK results one line per check unless ``show_ok``."""
+def render_table(results: Sequence[CheckResult], show_ok: bool = False, width: int = 120, per_check: int = 8) -> str:
+    """Failures and warnings in full with their fix; OK results one line per check unless ``show_ok``.
+
+    Without ``show_ok`` at most ``per_check`` problems of one check and status are shown in full (a subnet
+    missing from SPF fails hundreds of IPs alike); the rest are counted. The JSON and HTML reports list all."""
     results = sort_results(results)
     lines: List[str] = []
     wrap = max(40, width - 46)
@@ -50,9 +53,14 @@ def render_table(results: Sequence[CheckResult], show_ok: bool = False, width: i
         lines.append("== %s" % CATEGORY_TITLES.get(category, category))
         lines.append("%-5s %-24s %-14s %s" % ("", "CHECK", "", "SUBJECT / REASON"))
         collapsed: Dict[str, int] = {}
+        shown: Dict[tuple, int] = {}
         for r in found:
             if r.status == OK and not show_ok:
                 collapsed[r.check] = collapsed.get(r.check, 0) + 1
+                continue
+            key = (r.check, r.status)
+            shown[key] = shown.get(key, 0) + 1
+            if not show_ok and shown[key] > per_check:
                 continue
             lines.append("%-5s %-24s %s" % (MARK[r.status], r.check, r.subject))
             for text in textwrap.wrap(r.reason, wrap) or [""]:
@@ -60,6 +68,10 @@ def render_table(results: Sequence[CheckResult], show_ok: bool = False, width: i
             if r.fix:
                 for i, text in enumerate(textwrap.wrap(r.fix, wrap - 5)):
                     lines.append("%-30s %s%s" % ("", "fix: " if i == 0 else "     ", text))
+        for (check, status), count in sorted(shown.items()):
+            if not show_ok and count > per_check:
+                lines.append("%-5s %-24s ... and %d more (all of them in the JSON and HTML reports)" % (
+                    MARK[status], check, count - per_check))
         for check, count in sorted(collapsed.items()):
             lines.append("%-5s %-24s %d subject%s" % (MARK[OK], check, count, "" if count == 1 else "s"))
     lines.append(summary_line(results))

@@ -108,20 +108,28 @@ def _context(settings: SmtpSettings, verify: bool) -> ssl.SSLContext:
     return context
 
 
+def _client(target: SmtpTarget, context: Optional[ssl.SSLContext] = None) -> smtplib.SMTP:
+    """A client not yet connected. smtplib sends its ``_host`` as the TLS server name (SNI) and only
+    sets it when the constructor connects; we connect ourselves to read the greeting, so set it here."""
+    client = smtplib.SMTP_SSL(timeout=target.timeout, context=context) if context else smtplib.SMTP(timeout=target.timeout)
+    client._host = target.server_names[0] if target.server_names else target.address
+    return client
+
+
 def _connect(target: SmtpTarget, settings: SmtpSettings):
     """Connect (with TLS first for implicit TLS); returns client, greeting, peer DER, chain error."""
     if target.tls != "implicit":
-        client = smtplib.SMTP(timeout=target.timeout)
+        client = _client(target)
         greeting = client.connect(target.address, target.port)
         client.ehlo(settings.helo)
         return client, _text(greeting), None, ""
     chain_error = ""
     try:
-        client = smtplib.SMTP_SSL(timeout=target.timeout, context=_context(settings, True))
+        client = _client(target, _context(settings, True))
         greeting = client.connect(target.address, target.port)
     except ssl.SSLError as exc:
         chain_error = _ssl_reason(exc)
-        client = smtplib.SMTP_SSL(timeout=target.timeout, context=_context(settings, False))
+        client = _client(target, _context(settings, False))
         greeting = client.connect(target.address, target.port)
     client.ehlo(settings.helo)
     return client, _text(greeting), client.sock.getpeercert(binary_form=True), chain_error
@@ -150,7 +158,7 @@ def _starttls(client: smtplib.SMTP, target: SmtpTarget, settings: SmtpSettings) 
     except ssl.SSLError as exc:
         chain_error = _ssl_reason(exc)
         client.close()
-        client = smtplib.SMTP(timeout=target.timeout)
+        client = _client(target)
         client.connect(target.address, target.port)
         client.ehlo(settings.helo)
         client.starttls(context=_context(settings, False))
@@ -307,3 +315,20 @@ def run_host_checks(targets: Sequence[SmtpTarget], settings: SmtpSettings, lb_st
         for found in pool.map(lambda job: job(), jobs):
             results.extend(found)
     return results
+
+
+def plan_smtp_targets(plan: dict, lb_ports: Sequence[int] = (25, 465, 587), mta_ports: Sequence[int] = (25,),
+                      timeout: float = 10.0) -> List[SmtpTarget]:
+    """The listeners the plan implies: each load balancer on ``lb_ports`` (465 implicit TLS; AUTH required
+    on 465 and 587), each MTA's main address on ``mta_ports`` (bounces come in there: no AUTH wanted)."""
+    targets = []
+    for name, lb in sorted(plan.get("load_balancers", {}).items()):
+        for port in lb_ports:
+            targets.append(SmtpTarget(address=lb["address"], port=port, name="%s %s:%d" % (name, lb["address"], port),
+                                      tls="implicit" if port == 465 else "starttls", server_names=[lb["fqdn"]],
+                                      auth="required" if port in (465, 587) else "any", timeout=timeout))
+    for name, mta in sorted(plan.get("mtas", {}).items()):
+        for port in mta_ports:
+            targets.append(SmtpTarget(address=mta["address"], port=port, name="%s %s:%d" % (name, mta["address"], port),
+                                      tls="starttls", server_names=[mta["fqdn"]], auth="any", timeout=timeout))
+    return targets

@@ -116,6 +116,23 @@ options:
         description: Seconds for the connection and each reply.
         type: float
         default: 10.0
+  probe_plan_hosts:
+    description:
+      - Also probe the listeners the plan implies, in addition to O(smtp_targets).
+      - Each load balancer's address on O(lb_ports) (certificate for its name; AUTH required on 465 and 587;
+        implicit TLS on 465) and each MTA's main address on O(mta_ports) (certificate for its name).
+    type: bool
+    default: false
+  lb_ports:
+    description: Ports of each load balancer that O(probe_plan_hosts) probes.
+    type: list
+    elements: int
+    default: [25, 465, 587]
+  mta_ports:
+    description: Ports of each MTA's main address that O(probe_plan_hosts) probes.
+    type: list
+    elements: int
+    default: [25]
   smtp_helo:
     description: The name the probes greet with.
     type: str
@@ -254,7 +271,12 @@ from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_rep
     write_file,
 )
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_result import FAILURE, sort_results, summarize
-from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_smtp import SmtpSettings, SmtpTarget, run_host_checks
+from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_smtp import (
+    SmtpSettings,
+    SmtpTarget,
+    plan_smtp_targets,
+    run_host_checks,
+)
 
 CHECK_GROUPS = ["platform", "ip", "customer", "host"]
 PLAN_KEYS = ("spf_domain", "bounce_domain", "mtas", "customers")
@@ -279,6 +301,9 @@ def argument_spec():
             relay_test=dict(type="bool", default=True),
             timeout=dict(type="float", default=10.0),
         )),
+        probe_plan_hosts=dict(type="bool", default=False),
+        lb_ports=dict(type="list", elements="int", default=[25, 465, 587]),
+        mta_ports=dict(type="list", elements="int", default=[25]),
         smtp_helo=dict(type="str", default="verify.kbmta.invalid"),
         tls_ca_path=dict(type="path"),
         tls_verify_chain=dict(type="bool", default=True),
@@ -317,6 +342,8 @@ def main():
         results = run_dns_checks(plan, resolver, options)
         if "host" in params["checks"]:
             targets = [SmtpTarget(**t) for t in params["smtp_targets"]]
+            if params["probe_plan_hosts"]:
+                targets += plan_smtp_targets(plan, params["lb_ports"], params["mta_ports"])
             settings = SmtpSettings(helo=params["smtp_helo"], ca_path=params["tls_ca_path"], verify_chain=params["tls_verify_chain"])
             results += run_host_checks(targets, settings, [(s["name"], s["url"]) for s in params["lb_stats"]], params["workers"])
     except Exception as exc:  # an unexpected bug must still say where it happened
