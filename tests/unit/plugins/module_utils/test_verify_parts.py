@@ -1,0 +1,106 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the kibamail.email_platform project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The small pieces: key formats, SPF record reading, certificate name matching, the static resolver."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_dkim import (
+    DkimKeyError,
+    key_bits,
+    key_text_to_der,
+    parse_tags,
+)
+from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_dns import NODATA, NXDOMAIN, OK, StaticResolver
+from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_smtp import name_matches, plan_smtp_targets
+from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_spf import SpfEvaluator, all_qualifier, spf_records
+
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+DER = KEY.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+B64 = base64.b64encode(DER).decode()
+
+
+@pytest.mark.parametrize("text", [
+    KEY.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode(),
+    "v=DKIM1; k=rsa; p=" + B64,
+    'kb1._domainkey IN TXT ( "v=DKIM1; h=sha256; k=rsa; "\n  "p=%s" "%s" )  ; ----- DKIM key kb1' % (B64[:200], B64[200:]),
+    B64[:100] + "\n" + B64[100:],
+])
+def test_every_key_format_gives_the_same_key(text):
+    assert key_text_to_der(text) == DER
+    assert key_bits(DER) == 2048
+
+
+@pytest.mark.parametrize("text, message", [("v=DKIM1; p=", "revoked"), ("p=!!!notbase64", "not valid base64")])
+def test_bad_keys_say_why(text, message):
+    with pytest.raises(DkimKeyError, match=message):
+        key_text_to_der(text)
+
+
+def test_tags():
+    assert parse_tags("v=DMARC1; p=reject ;rua = mailto:a@b.example;") == {"v": "DMARC1", "p": "reject", "rua": "mailto:a@b.example"}
+
+
+@pytest.mark.parametrize("record, qualifier", [
+    ("v=spf1 ip4:192.0.2.0/24 -all", "-"), ("v=spf1 ~all", "~"), ("v=spf1 all", "+"),
+    ("v=spf1 redirect=spf.kbmta.net", "redirect"), ("v=spf1 ip4:192.0.2.1", None)])
+def test_all_qualifier(record, qualifier):
+    assert all_qualifier(record) == qualifier
+
+
+def test_spf_records_ignore_other_txt():
+    assert spf_records(["google-site-verification=x", "v=spf1 -all", "v=spf10 nope"]) == ["v=spf1 -all"]
+
+
+def test_certificate_names():
+    assert name_matches("smtp.kbmta.net", ["smtp.kbmta.net"])
+    assert name_matches("smtp.kbmta.net", ["*.kbmta.net"])
+    assert not name_matches("a.smtp.kbmta.net", ["*.kbmta.net"])
+    assert not name_matches("smtp-mkg.kbmta.net", ["smtp.kbmta.net"])
+
+
+def test_static_resolver_follows_cnames_and_tells_nodata_from_nxdomain():
+    fake = StaticResolver({("a.test", "CNAME"): ["b.test."], ("b.test", "TXT"): ["hello"], ("x.b.test", "A"): ["192.0.2.1"]})
+    answer = fake.lookup("A.test.", "TXT")
+    assert (answer.status, answer.values, answer.canonical_name) == (OK, ("hello",), "b.test")
+    assert fake.lookup("b.test", "A").status == NODATA
+    assert fake.lookup("c.test", "A").status == NXDOMAIN
+
+
+def test_spf_evaluation_shared_chain_is_remembered_and_macros_are_not():
+    calls = []
+
+    class Counting(StaticResolver):
+        def lookup(self, name, rdtype):
+            calls.append((name, rdtype))
+            return super().lookup(name, rdtype)
+
+    fake = Counting({("a.test", "TXT"): ["v=spf1 include:spf.test -all"], ("b.test", "TXT"): ["v=spf1 include:spf.test -all"],
+                     ("spf.test", "TXT"): ["v=spf1 ip4:192.0.2.0/24 -all"],
+                     ("m.test", "TXT"): ["v=spf1 exists:%{i}.ok.test -all"], ("192.0.2.9.ok.test", "A"): ["127.0.0.2"]})
+    spf = SpfEvaluator(fake)
+    assert spf.evaluate("192.0.2.9", "a.test").result == "pass"
+    before = len(calls)
+    assert spf.evaluate("192.0.2.9", "b.test").result == "pass"
+    assert len(calls) == before + 1  # only b.test's own TXT: same record, same answer
+    assert spf.evaluate("198.51.100.1", "a.test").result == "fail"
+    assert spf.evaluate("192.0.2.9", "m.test").result == "pass"
+    assert spf.evaluate("192.0.2.8", "m.test").result == "fail"  # macros: evaluated each time
+
+
+def test_plan_smtp_targets():
+    plan = {"load_balancers": {"lb-t": {"fqdn": "smtp.kbmta.net", "address": "203.0.113.10"}},
+            "mtas": {"us-mta1": {"fqdn": "us-mta1.kbmta.net", "address": "203.0.113.21"}}}
+    targets = plan_smtp_targets(plan)
+    assert [(t.address, t.port, t.tls, t.auth, t.server_names) for t in targets] == [
+        ("203.0.113.10", 25, "starttls", "any", ["smtp.kbmta.net"]),
+        ("203.0.113.10", 465, "implicit", "required", ["smtp.kbmta.net"]),
+        ("203.0.113.10", 587, "starttls", "required", ["smtp.kbmta.net"]),
+        ("203.0.113.21", 25, "starttls", "any", ["us-mta1.kbmta.net"]),
+    ]
