@@ -154,10 +154,14 @@ ensure_tsig() {
 
 # The value of an expression over inventories/lab (vault included).
 lab_var() {
-  ANSIBLE_DEPRECATION_WARNINGS=false ansible kb-ns -i "$root/inventories/lab" \
-    -m ansible.builtin.debug -a "msg={{ $1 }}" -o 2>/dev/null \
-    | python -c 'import json,sys; print(json.loads(sys.stdin.read().split("=>", 1)[1])["msg"])' \
-    || die "cannot read $1 from inventories/lab"
+  local out
+  out=$(ANSIBLE_DEPRECATION_WARNINGS=false ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 \
+    ansible kb-ns -i "$root/inventories/lab" -m ansible.builtin.debug \
+    -a "msg=KB-LAB-VALUE<{{ $1 }}>KB-LAB-VALUE" -o 2>/dev/null) || die "cannot read $1 from inventories/lab"
+  [[ $out == *"KB-LAB-VALUE<"*">KB-LAB-VALUE"* ]] || die "cannot read $1 from inventories/lab: $out"
+  out=${out#*KB-LAB-VALUE<}
+  out=${out%%>KB-LAB-VALUE*}
+  printf '%s' "$out"
 }
 
 # --- stand-ins -----------------------------------------------------------------
