@@ -1,0 +1,124 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the kibamail.email_platform project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Helpers of the reliability suite (paths, ansible-playbook, docker, the lab description).
+
+A module of its own (not conftest) so test modules import it by a name no other
+test folder uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+BOUNCE_FILES = ROOT / "roles" / "bounce_inbound" / "files"
+STANDINS = ROOT / "tests" / "standins"
+for _path in (BOUNCE_FILES, STANDINS):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+# test name -> figures it recorded (printed and saved by conftest at the end of the run)
+FIGURES: Dict[str, Dict[str, Any]] = {}
+
+
+# ---------------------------------------------------------------- ansible
+
+
+def ansible_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Environment for ansible-playbook from this checkout, whatever the caller's environment."""
+    env = dict(os.environ)
+    env.update({
+        "PATH": "%s:%s" % (ROOT / ".venv" / "bin", env.get("PATH", "")),
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".collections"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+    })
+    for key in ("ROBOT_WS_USER", "ROBOT_WS_PASSWORD", "ROBOT_WS_URL", "HCLOUD_TOKEN", "HCLOUD_ENDPOINT"):
+        env.pop(key, None)
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class PlaybookRun:
+    """One ansible-playbook run."""
+
+    rc: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Dict[str, Any]:
+        start = self.stdout.find("{")
+        if start < 0:
+            raise AssertionError("ansible-playbook printed no JSON (rc %d): %s %s"
+                                 % (self.rc, self.stdout[-3000:], self.stderr[-3000:]))
+        return json.loads(self.stdout[start:])
+
+    def task(self, name: str, host: str = "localhost") -> Dict[str, Any]:
+        """The result of the last task with this name on host."""
+        found: Optional[Dict[str, Any]] = None
+        for play in self.json().get("plays", []):
+            for task in play.get("tasks", []):
+                if task["task"]["name"] == name and host in task.get("hosts", {}):
+                    found = task["hosts"][host]
+        if found is None:
+            raise AssertionError("task %r did not run: %s" % (name, self.stdout[-3000:]))
+        return found
+
+
+def run_playbook(args: List[str], json_output: bool = True, timeout: int = 900,
+                 env_extra: Optional[Dict[str, str]] = None) -> PlaybookRun:
+    """Run ansible-playbook from the checkout root; JSON callback unless told otherwise."""
+    extra = {"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json" if json_output else "ansible.builtin.default"}
+    extra.update(env_extra or {})
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook")] + args, cwd=str(ROOT),
+                          env=ansible_env(extra), capture_output=True, text=True, timeout=timeout, check=False)
+    return PlaybookRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+# ---------------------------------------------------------------- the lab
+
+
+@dataclass
+class Lab:
+    """What .lab/lab.json says about the running lab."""
+
+    data: Dict[str, Any]
+    directory: Path
+
+    def host(self, name: str) -> Dict[str, Any]:
+        return self.data["hosts"][name]
+
+    def hosts_with_role(self, role: str) -> List[str]:
+        return sorted(n for n, h in self.data["hosts"].items() if h.get("role") == role)
+
+    def address(self, name: str) -> str:
+        return str(self.host(name)["address"])
+
+    def container(self, name: str) -> str:
+        return str(self.host(name).get("container") or name)
+
+
+def docker(*args: str, timeout: int = 120, check: bool = True, stdin: Optional[bytes] = None) -> subprocess.CompletedProcess:
+    """Run the docker client; with check, a failure raises with its output."""
+    proc = subprocess.run(["docker"] + list(args), capture_output=True, timeout=timeout, input=stdin, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError("docker %s failed (%d): %s" % (" ".join(args), proc.returncode,
+                                                            proc.stderr.decode("utf-8", "replace")[-2000:]))
+    return proc
+
+
+def container_running(name: str) -> bool:
+    proc = docker("inspect", "-f", "{{.State.Running}}", name, check=False)
+    return proc.returncode == 0 and proc.stdout.decode().strip() == "true"
