@@ -143,8 +143,8 @@ class Rfc2136Provider:
             "NOTAUTH": "the server is not authoritative for %s or did not accept the TSIG key; check the key "
                        "and that the server is a primary for the zone" % zone,
             "REFUSED": "the server refused; allow this key to update %s (allow-update or update-policy in BIND); "
-                       "BIND also refuses an MX or SRV whose target inside the zone has no A or AAAA record, "
-                       "so publish those addresses too" % zone,
+                       "BIND also refuses an update that leaves an NS, MX or SRV target inside the zone "
+                       "without an A or AAAA record, so publish (or keep) those addresses too" % zone,
             "NOTZONE": "a name is outside zone %s" % zone,
             "NXRRSET": "a record set changed on the server since it was read; run again",
             "YXRRSET": "a record set appeared on the server since it was read; run again",

@@ -1,0 +1,95 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the kibamail.email_platform project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fixtures: a fresh loopback BIND per test, and a runner for the small playbooks of this folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+
+from bind import LoopbackBind  # noqa: E402
+
+ZONES = ["kbmta.net", "kibamail.com", "example.test"]
+
+
+@pytest.fixture
+def bind(tmp_path):
+    server = LoopbackBind(tmp_path / "bind", {zone: None for zone in ZONES}).start()
+    yield server
+    server.stop()
+
+
+def ansible_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "PATH": "%s:%s" % (ROOT / ".venv" / "bin", env.get("PATH", "")),
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".collections"),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+    })
+    return env
+
+
+class PlaybookRun:
+    """One ansible-playbook run, its JSON output parsed."""
+
+    def __init__(self, process: subprocess.CompletedProcess) -> None:
+        self.rc = process.returncode
+        self.stderr = process.stderr
+        try:
+            self.data = json.loads(process.stdout)
+        except ValueError:
+            raise AssertionError("ansible-playbook printed no JSON (rc %d): %s %s"
+                                 % (process.returncode, process.stdout[-3000:], process.stderr[-3000:]))
+
+    @property
+    def stats(self) -> Dict[str, Any]:
+        return self.data["stats"]["localhost"]
+
+    def task(self, name: str) -> List[Dict[str, Any]]:
+        """Results of every task with this name (loop items flattened)."""
+        found = []
+        for play in self.data["plays"]:
+            for task in play["tasks"]:
+                if task["task"]["name"] == name:
+                    result = task["hosts"]["localhost"]
+                    found.extend(result.get("results", [result]))
+        return found
+
+
+def run_playbook(playbook: Path, extra: Dict[str, Any], tmp_path: Path, inventory: Optional[str] = None,
+                 args: Optional[List[str]] = None) -> PlaybookRun:
+    extra_file = tmp_path / ("extra-%d.json" % len(list(tmp_path.glob("extra-*.json"))))
+    extra_file.write_text(json.dumps(extra))
+    command = ["ansible-playbook", str(playbook), "-e", "@%s" % extra_file]
+    command += ["-i", inventory] if inventory else ["-i", "localhost,", "-c", "local"]
+    command += args or []
+    process = subprocess.run(command, capture_output=True, text=True, env=ansible_env(), cwd=str(ROOT), timeout=300)
+    return PlaybookRun(process)
+
+
+@pytest.fixture
+def zone_run(bind, tmp_path):
+    """Run zone.yml (one dns_zone task) against the loopback BIND."""
+
+    def run(records: List[Dict[str, Any]], args: Optional[List[str]] = None, **options: Any) -> PlaybookRun:
+        settings = {"zone": "example.test", "records": records, "provider": "rfc2136", "server": "127.0.0.1",
+                    "port": bind.port, "tsig_key_name": bind.key_name, "tsig_key_secret": bind.key_secret}
+        settings.update(options)
+        return run_playbook(HERE / "zone.yml", {"dns_zone_args": settings}, tmp_path, args=args)
+
+    return run
