@@ -48,6 +48,8 @@ class Answer:
     values: Tuple[str, ...] = ()
     canonical_name: str = ""
     error: str = ""
+    cname: str = ""          # the CNAME target of ``name`` itself, when the answer showed one
+
 
     @property
     def found(self) -> bool:
@@ -97,7 +99,9 @@ class DnsPythonResolver(Resolver):
     otherwise the system's configuration (/etc/resolv.conf) is used.
     """
 
-    def __init__(self, nameserver: Optional[str] = None, port: int = 53, timeout: float = 3.0, tries: int = 2) -> None:
+    def __init__(self, nameserver: Optional[str] = None, port: int = 53, timeout: float = 3.0, tries: int = 2,
+                 follow_cnames: bool = True) -> None:
+        self.follow_cnames = follow_cnames
         if not HAS_DNSPYTHON:
             raise RuntimeError("the Python package dnspython is required on the controller: pip install dnspython")
         if nameserver:
@@ -106,6 +110,8 @@ class DnsPythonResolver(Resolver):
         else:
             self._resolver = dns.resolver.Resolver()
         self._resolver.port = port
+        # EDNS with the DNS Flag Day 2020 buffer size: DKIM keys fit a UDP answer instead of retrying over TCP.
+        self._resolver.use_edns(0, 0, 1232)
         self._resolver.timeout = timeout
         self._resolver.lifetime = timeout * max(1, tries)
         self.description = "%s port %d" % (nameserver, port) if nameserver else "the system resolver"
@@ -115,9 +121,14 @@ class DnsPythonResolver(Resolver):
         zones without the target's records: follow such chains here, as a recursive resolver would."""
         qname = normalize_name(name)
         current = qname
+        first_cname = ""
         for _hop in range(8):
             answer = self._lookup_once(qname, current, rdtype)
-            if answer.status != NODATA or rdtype == "CNAME" or answer.canonical_name in ("", current):
+            first_cname = first_cname or answer.cname
+            if answer.cname and first_cname != answer.cname:
+                answer = Answer(name=answer.name, rdtype=answer.rdtype, status=answer.status, values=answer.values,
+                                canonical_name=answer.canonical_name, error=answer.error, cname=first_cname)
+            if not self.follow_cnames or answer.status != NODATA or rdtype == "CNAME" or answer.canonical_name in ("", current):
                 return answer
             current = answer.canonical_name
         return Answer(name=qname, rdtype=rdtype, status=ERROR, error="CNAME chain longer than 8 names")
@@ -134,10 +145,20 @@ class DnsPythonResolver(Resolver):
         except dns.exception.DNSException as exc:
             return Answer(name=qname, rdtype=rdtype, status=ERROR, error=_short(exc))
         canonical = normalize_name(answer.canonical_name.to_text())
+        cname = _first_cname(answer, current) if canonical != current else ""
         if answer.rrset is None:
-            return Answer(name=qname, rdtype=rdtype, status=NODATA, canonical_name=canonical)
+            return Answer(name=qname, rdtype=rdtype, status=NODATA, canonical_name=canonical, cname=cname)
         values = tuple(_presentation(rdata, rdtype) for rdata in answer.rrset)
-        return Answer(name=qname, rdtype=rdtype, status=OK, values=values, canonical_name=canonical)
+        return Answer(name=qname, rdtype=rdtype, status=OK, values=values, canonical_name=canonical, cname=cname)
+
+
+def _first_cname(answer, owner: str) -> str:
+    """The CNAME target of ``owner`` in a response, lower case, no trailing dot."""
+    for rrset in answer.response.answer:
+        if rrset.rdtype == dns.rdatatype.CNAME and normalize_name(rrset.name.to_text()) == owner:
+            for rdata in rrset:
+                return normalize_name(rdata.target.to_text())
+    return ""
 
 
 def _short(exc: BaseException) -> str:
@@ -156,10 +177,18 @@ def _presentation(rdata, rdtype: str) -> str:
 
 
 class CachingResolver(Resolver):
-    """Remember answers for one verification run: many checks ask the same names."""
+    """Remember answers for one verification run: many checks ask the same names.
+
+    When the inner resolver can leave CNAME chains to it (``follow_cnames``), the chain is
+    followed here, so a target many names point to (kb-bounces.kbmta.net) is asked once. An
+    answer that shows whether its name is a CNAME also answers the CNAME question for that name.
+    """
 
     def __init__(self, inner: Resolver) -> None:
         self._inner = inner
+        self._chase = getattr(inner, "follow_cnames", None) is not None
+        if self._chase:
+            inner.follow_cnames = False
         self._cache: Dict[Tuple[str, str], Answer] = {}
         self._lock = threading.Lock()
         self.lookups = 0
@@ -172,8 +201,21 @@ class CachingResolver(Resolver):
             return cached
         answer = self._inner.lookup(key[0], key[1])
         with self._lock:
-            self._cache[key] = answer
             self.lookups += 1
+        if self._chase and answer.status == NODATA and key[1] != "CNAME" and answer.canonical_name not in ("", key[0]):
+            target = self.lookup(answer.canonical_name, key[1])
+            answer = Answer(name=key[0], rdtype=key[1], status=target.status, values=target.values,
+                            canonical_name=target.canonical_name or answer.canonical_name, error=target.error, cname=answer.cname)
+        with self._lock:
+            self._cache[key] = answer
+            if key[1] != "CNAME" and (key[0], "CNAME") not in self._cache:
+                if answer.cname:
+                    self._cache[(key[0], "CNAME")] = Answer(name=key[0], rdtype="CNAME", status=OK, values=(answer.cname + ".",),
+                                                            canonical_name=key[0])
+                elif answer.status in (OK, NODATA) and answer.canonical_name in ("", key[0]):
+                    self._cache[(key[0], "CNAME")] = Answer(name=key[0], rdtype="CNAME", status=NODATA, canonical_name=key[0])
+                elif answer.status == NXDOMAIN:
+                    self._cache[(key[0], "CNAME")] = Answer(name=key[0], rdtype="CNAME", status=NXDOMAIN)
         return answer
 
 
@@ -192,15 +234,17 @@ class StaticResolver(Resolver):
     def lookup(self, name: str, rdtype: str) -> Answer:
         qname = current = normalize_name(name)
         rdtype = rdtype.upper()
+        first = ""
         for _hop in range(8):
             values = self._records.get((current, rdtype))
             if values:
-                return Answer(name=qname, rdtype=rdtype, status=OK, values=values, canonical_name=current)
+                return Answer(name=qname, rdtype=rdtype, status=OK, values=values, canonical_name=current, cname=first)
             cname = self._records.get((current, "CNAME"))
             if rdtype != "CNAME" and cname:
                 current = normalize_name(cname[0])
+                first = first or current
                 continue
             if current in self._names or any(n.endswith("." + current) for n in self._names):
-                return Answer(name=qname, rdtype=rdtype, status=NODATA, canonical_name=current)
-            return Answer(name=qname, rdtype=rdtype, status=NXDOMAIN)
+                return Answer(name=qname, rdtype=rdtype, status=NODATA, canonical_name=current, cname=first)
+            return Answer(name=qname, rdtype=rdtype, status=NXDOMAIN, cname=first)
         return Answer(name=qname, rdtype=rdtype, status=ERROR, error="CNAME chain longer than 8")

@@ -142,6 +142,21 @@ class SpfEvaluator:
                 self._memo[key] = outcome
         return outcome
 
+    def evaluate_many(self, clients: List[Tuple[str, str]], domain: str) -> List[SpfOutcome]:
+        """SPF of ``domain`` (MAIL FROM) for many (IP, HELO) clients; the published record is read once."""
+        domain = normalize_name(domain)
+        top = self._resolver.lookup(domain, "TXT")
+        records = tuple(sorted(spf_records(top.values))) if top.status != ERROR else ()
+        if not records:
+            return [self.evaluate(ip, domain, helo=helo) for ip, helo in clients]
+        outcomes = []
+        with self._lock:
+            memo = dict(self._memo)
+        for ip, helo in clients:
+            outcome = memo.get(("mailfrom", records, ip))
+            outcomes.append(outcome if outcome is not None else self.evaluate(ip, domain, helo=helo))
+        return outcomes
+
     def _run(self, ip: str, domain: str, helo: str, mail_from: bool) -> Tuple[SpfOutcome, bool]:
         evaluation = _Evaluation(self._resolver)
         previous = getattr(_CONTEXT, "evaluation", None)
