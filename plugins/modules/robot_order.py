@@ -108,7 +108,7 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-action:
+outcome:
   description: >-
     What happened: V(exists) (Robot has O(subnet)), V(pending) (an order was already in process),
     V(dry_run), V(ordered), or in check mode V(would_order) / V(would_dry_run).
@@ -185,19 +185,19 @@ def run(module: AnsibleModule, client: RobotClient) -> Dict[str, Any]:
     p = module.params
     found = existing_subnet(client, p["subnet"])
     if found is not None:
-        return dict(changed=False, action="exists", subnet=found)
+        return dict(changed=False, outcome="exists", subnet=found)
     pending = pending_addon_orders(client, p["server_number"], p["product_id"])
     if pending:
         transaction = pending[0]
         if p["wait"] and not module.check_mode:
             transaction = wait_ready(module, client, transaction)
-        return dict(changed=False, action="pending", transaction=transaction,
+        return dict(changed=False, outcome="pending", transaction=transaction,
                     subnet=delivered_subnet(client, transaction) if transaction.get("status") == "ready" else None)
     real = not p["test"]
     if real and not p["confirm_order"]:
         module.fail_json(msg="test=false places a real, paid order: set confirm_order=true as well to place it")
     if module.check_mode:
-        return dict(changed=real, action="would_order" if real else "would_dry_run")
+        return dict(changed=real, outcome="would_order" if real else "would_dry_run")
     products = [product.get("id") for product in addon_products(client, p["server_number"])]
     if p["product_id"] not in products:
         module.fail_json(msg="Product '{0}' cannot be ordered for server {1}; orderable addons: {2}".format(
@@ -207,11 +207,11 @@ def run(module: AnsibleModule, client: RobotClient) -> Dict[str, Any]:
         form["gateway"] = p["gateway"]
     transaction = transaction_of(client.request("POST", "/order/server_addon/transaction", form=form, repeatable=False))
     if not real:
-        return dict(changed=False, action="dry_run", transaction=transaction)
+        return dict(changed=False, outcome="dry_run", transaction=transaction)
     if p["wait"]:
         transaction = wait_ready(module, client, transaction)
-        return dict(changed=True, action="ordered", transaction=transaction, subnet=delivered_subnet(client, transaction))
-    return dict(changed=True, action="ordered", transaction=transaction)
+        return dict(changed=True, outcome="ordered", transaction=transaction, subnet=delivered_subnet(client, transaction))
+    return dict(changed=True, outcome="ordered", transaction=transaction)
 
 
 def main() -> None:

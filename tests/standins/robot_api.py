@@ -22,7 +22,8 @@ Test controls (no auth, JSON): ``GET|DELETE /_admin/log`` (the request log),
 
 A fault rule: ``{"method": "PUT", "path": "/rdns", "status": 500, "code": "INTERNAL_ERROR",
 "count": 1, "skip": 0, "delay": 0}``. ``path`` is a prefix; ``status`` 403 with code
-``RATE_LIMIT_EXCEEDED`` answers like the real rate limit; ``status`` 0 only delays.
+``RATE_LIMIT_EXCEEDED`` answers like the real rate limit (``interval`` overrides the
+announced interval); ``status`` 0 only delays.
 
 Use it in-process (``RobotStandin(...).start()``) or from the command line::
 
@@ -81,6 +82,7 @@ class FaultRule:
     count: int = 1
     skip: int = 0
     delay: float = 0.0
+    interval: int = 0          # for injected rate limits: the interval to announce (0: the limiter's)
 
     def matches(self, method: str, path: str) -> bool:
         return (not self.method or self.method == method) and path.startswith(self.path)
@@ -285,7 +287,7 @@ class RobotStandin:
             if fault.delay > 0:
                 time.sleep(fault.delay)
             if fault.status == 403 and fault.code == "RATE_LIMIT_EXCEEDED":
-                return self._rate_limited()
+                return self._rate_limited(fault.interval)
             if fault.status:
                 return error(fault.status, fault.code, "Injected fault")
         if path == "/rdns" or path.startswith("/rdns/"):
@@ -303,9 +305,9 @@ class RobotStandin:
             except Exception as exc:  # a broken DNS update, a bad seed: answer like a server error
                 return error(500, "INTERNAL_ERROR", "Stand-in failure: {0}".format(exc))
 
-    def _rate_limited(self) -> Answer:
+    def _rate_limited(self, interval: int = 0) -> Answer:
         return error(403, "RATE_LIMIT_EXCEEDED", "Rate limit exceeded",
-                     max_request=self.rdns_limit.limit, interval=int(round(self.rdns_limit.interval)))
+                     max_request=self.rdns_limit.limit, interval=interval or int(round(self.rdns_limit.interval)))
 
     def _take_fault(self, method: str, path: str) -> Optional[FaultRule]:
         with self.lock:

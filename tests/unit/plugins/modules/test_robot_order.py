@@ -86,13 +86,13 @@ def test_default_is_a_dry_run(monkeypatch, capsys) -> None:
         ("GET", "/order/server_addon/101/product", None),
         ("POST", "/order/server_addon/transaction", ORDER_BODY.format("true")),
     ]
-    assert result["changed"] is False and result["action"] == "dry_run"
+    assert result["changed"] is False and result["outcome"] == "dry_run"
 
 
 def test_existing_subnet_means_no_order(monkeypatch, capsys) -> None:
     result, script, _ = run(monkeypatch, capsys, dict(BASE, test=False, confirm_order=True), [(200, SUBNET)])
     assert script.wire() == [("GET", "/subnet/203.0.113.64", None)]
-    assert result["changed"] is False and result["action"] == "exists"
+    assert result["changed"] is False and result["outcome"] == "exists"
 
 
 def test_pending_order_means_no_new_order(monkeypatch, capsys) -> None:
@@ -104,7 +104,7 @@ def test_pending_order_means_no_new_order(monkeypatch, capsys) -> None:
     ])
     assert [w[0] for w in script.wire()] == ["GET", "GET", "GET", "GET"]
     assert script.wire()[2] == ("GET", "/order/server_addon/transaction/B20261127-1", None)
-    assert result["changed"] is False and result["action"] == "pending" and result["subnet"]["cidr"] == "203.0.113.64/29"
+    assert result["changed"] is False and result["outcome"] == "pending" and result["subnet"]["cidr"] == "203.0.113.64/29"
 
 
 def test_real_order_needs_confirmation(monkeypatch, capsys) -> None:
@@ -118,7 +118,7 @@ def test_check_mode_never_orders(monkeypatch, capsys) -> None:
     result, script, _ = run(monkeypatch, capsys, dict(BASE, test=False, confirm_order=True, _ansible_check_mode=True),
                             [err(404, "SUBNET_NOT_FOUND"), err(404, "NOT_FOUND")])
     assert [w[0] for w in script.wire()] == ["GET", "GET"]
-    assert result["changed"] is True and result["action"] == "would_order"
+    assert result["changed"] is True and result["outcome"] == "would_order"
 
 
 def test_real_order_waits_until_ready(monkeypatch, capsys) -> None:
@@ -134,7 +134,7 @@ def test_real_order_waits_until_ready(monkeypatch, capsys) -> None:
                                  ("GET", "/order/server_addon/transaction/B20261127-1", None),
                                  ("GET", "/subnet/203.0.113.64", None)]
     assert slept == [1, 1]
-    assert result["changed"] is True and result["action"] == "ordered" and result["subnet"]["mask"] == 29
+    assert result["changed"] is True and result["outcome"] == "ordered" and result["subnet"]["mask"] == 29
 
 
 def test_unknown_product_lists_what_can_be_ordered(monkeypatch, capsys) -> None:

@@ -1,0 +1,105 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the kibamail.email_platform project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""robot_subnet_info and robot_order through ansible-playbook against the stand-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+
+def test_subnet_info_matches_pools(standin, playbook) -> None:
+    pools = {"transactional": {"subnet": "192.0.2.0/24"}, "marketing": {"subnet": "198.51.100.0/24"},
+             "spare": {"subnet": "203.0.113.128/25"}}
+    run = playbook("subnets.yml", {"pools": pools})
+    assert run.rc == 0, run.stdout[-3000:]
+    result = run.result("Subnets")
+    assert result["missing_pools"] == ["spare"]
+    assert result["pools"]["transactional"]["routing_target"]["vswitch_id"] == 4001
+    assert result["pools"]["marketing"]["mask"] == 24
+    assert result["pools"]["marketing"]["routing_target"]["server_ip"] == "203.0.113.31"
+
+
+def test_empty_account_is_not_an_error(standin, playbook) -> None:
+    standin.state["subnets"] = []
+    run = playbook("subnets.yml")
+    assert run.rc == 0
+    assert run.result("Subnets")["subnets"] == []
+    assert standin.log[0]["status"] == 404 and standin.log[0]["code"] == "NOT_FOUND"
+
+
+def test_order_defaults_to_a_dry_run(standin, playbook) -> None:
+    run = playbook("subnets.yml", {"order": True, "order_subnet": "203.0.113.64/29"})
+    assert run.rc == 0, run.stdout[-3000:]
+    result = run.result("Order")
+    assert result["outcome"] == "dry_run" and result["changed"] is False
+    post = [e for e in standin.log if e["method"] == "POST"]
+    assert len(post) == 1 and post[0]["form"]["test"] == "true"
+    assert standin.snapshot()["transactions"] == []
+
+
+def test_check_mode_sends_no_order(standin, playbook) -> None:
+    run = playbook("subnets.yml", {"order": True, "order_test": False, "order_confirm": True}, check=True)
+    assert run.rc == 0
+    assert run.result("Order")["outcome"] == "would_order"
+    assert not [e for e in standin.log if e["method"] == "POST"]
+
+
+def test_real_order_waits_for_delivery_and_is_idempotent(standin, playbook) -> None:
+    extra = {"order": True, "order_test": False, "order_confirm": True, "order_subnet": "203.0.113.64/29"}
+    first = playbook("subnets.yml", extra)
+    assert first.rc == 0, first.stdout[-3000:]
+    result = first.result("Order")
+    assert result["changed"] is True and result["outcome"] == "ordered"
+    assert result["transaction"]["status"] == "ready" and result["subnet"]["cidr"] == "203.0.113.64/29"
+    second = playbook("subnets.yml", extra)
+    assert second.rc == 0
+    assert second.result("Order")["outcome"] == "exists" and second.result("Order")["changed"] is False
+    assert len([e for e in standin.log if e["method"] == "POST"]) == 1
+
+
+def test_pending_order_is_not_repeated(standin, playbook) -> None:
+    standin.state["order_ready_after"] = 3.0
+    extra = {"order": True, "order_test": False, "order_confirm": True}
+    standin.handle("POST", "/order/server_addon/transaction", {"Authorization": standin_auth()},
+                   "server_number=101&product_id=subnet_ipv4_29&reason=x&test=false")
+    run = playbook("subnets.yml", extra)
+    assert run.rc == 0, run.stdout[-3000:]
+    assert run.result("Order")["outcome"] == "pending" and run.result("Order")["changed"] is False
+    assert run.result("Order")["subnet"]["cidr"] == "203.0.113.64/29"
+    assert len(standin.snapshot()["transactions"]) == 1
+    assert [e for e in standin.log if e["method"] == "POST"] == []
+
+
+def standin_auth() -> str:
+    import base64
+    from conftest import PASSWORD, USER
+    return "Basic " + base64.b64encode("{0}:{1}".format(USER, PASSWORD).encode()).decode()
+
+
+def test_network_playbook_sets_every_ptr_of_the_lab_plan(standin, playbook) -> None:
+    standin.state["subnets"].append({"ip": "203.0.113.0", "mask": 24, "gateway": "203.0.113.1", "server_ip": None,
+                                     "server_number": None, "failover": False, "locked": False})
+    args = ["--vault-password-file", str(ROOT / "inventories" / "lab.vault-password.lab-only")]
+    first = playbook(str(ROOT / "playbooks" / "network.yml"), inventory=str(ROOT / "inventories" / "lab"), args=args)
+    assert first.rc == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    rdns = first.result("Set the PTR of every sending IP")
+    assert rdns["changed"] is True and rdns["summary"]["create"] > 500
+    ptrs = standin.snapshot()["rdns"]
+    assert set(ptrs.values()) == {"us-mta1.kbmta.net", "us-mta2.kbmta.net", "eu-mta1.kbmta.net", "eu-mta2.kbmta.net"}
+    second = playbook(str(ROOT / "playbooks" / "network.yml"), inventory=str(ROOT / "inventories" / "lab"), args=args)
+    assert second.rc == 0
+    assert second.result("Set the PTR of every sending IP")["changed"] is False
+
+
+def test_network_playbook_refuses_a_missing_pool_subnet(standin, playbook) -> None:
+    args = ["--vault-password-file", str(ROOT / "inventories" / "lab.vault-password.lab-only")]
+    run = playbook(str(ROOT / "playbooks" / "network.yml"), inventory=str(ROOT / "inventories" / "lab"), args=args)
+    assert run.rc != 0
+    assert "robot_order_subnets=true" in run.result("Fail when a pool has no subnet in Robot")["msg"]
+    assert not [e for e in standin.log if e["method"] in ("PUT", "POST", "DELETE")]
