@@ -104,3 +104,35 @@ def test_plan_smtp_targets():
         ("203.0.113.10", 587, "starttls", "required", ["smtp.kbmta.net"]),
         ("203.0.113.21", 25, "starttls", "any", ["us-mta1.kbmta.net"]),
     ]
+
+
+def test_caching_resolver_chases_cnames_once_and_answers_the_cname_question():
+    from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_dns import Answer, CachingResolver
+
+    class Authoritative:
+        """Like BIND with recursion off: a CNAME into another zone comes back without the target's data."""
+        follow_cnames = True
+
+        def __init__(self):
+            self.asked = []
+
+        def lookup(self, name, rdtype):
+            self.asked.append((name, rdtype))
+            if name.startswith("kb-bounces.c"):
+                return Answer(name=name, rdtype=rdtype, status=NODATA, canonical_name="kb-bounces.kbmta.net",
+                              cname="kb-bounces.kbmta.net")
+            if name == "kb-bounces.kbmta.net":
+                return Answer(name=name, rdtype=rdtype, status=OK, values=("v=spf1 -all",), canonical_name=name)
+            return Answer(name=name, rdtype=rdtype, status=NXDOMAIN)
+
+    inner = Authoritative()
+    cache = CachingResolver(inner)
+    assert inner.follow_cnames is False  # the cache follows chains itself
+    for i in range(3):
+        answer = cache.lookup("kb-bounces.c%d.test" % i, "TXT")
+        assert (answer.status, answer.values, answer.canonical_name) == (OK, ("v=spf1 -all",), "kb-bounces.kbmta.net")
+        assert cache.lookup("kb-bounces.c%d.test" % i, "CNAME").values == ("kb-bounces.kbmta.net.",)
+    assert inner.asked == [("kb-bounces.c0.test", "TXT"), ("kb-bounces.kbmta.net", "TXT"),
+                           ("kb-bounces.c1.test", "TXT"), ("kb-bounces.c2.test", "TXT")]
+    assert cache.lookup("gone.test", "TXT").status == NXDOMAIN
+    assert cache.lookup("gone.test", "CNAME").status == NXDOMAIN and len(inner.asked) == 5
