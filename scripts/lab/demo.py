@@ -28,6 +28,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -42,7 +43,9 @@ import spf
 SENDER = "support@kibamail.com"
 RECIPIENT_DOMAIN = "recipient.example"
 GOOD_RECIPIENT = "demo@" + RECIPIENT_DOMAIN
-MISSING_RECIPIENT = "no-such-user@" + RECIPIENT_DOMAIN
+# gone.recipient.example has the receiver as MX, but the receiver refuses it
+# at RCPT (550): the MTA must bounce the message to its return path.
+MISSING_RECIPIENT = "no-such-user@gone." + RECIPIENT_DOMAIN
 
 
 @dataclass
@@ -221,15 +224,15 @@ def bounce_events(lab: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 
 def webhook_records(lab: Dict[str, Any]) -> List[Dict[str, Any]]:
-    hook = lab.get("webhook") or {}
-    if not hook.get("host") or not hook.get("store"):
+    """What the lab's webhook recorder received (GET on its URL)."""
+    url = (lab.get("webhook") or {}).get("url")
+    if not url:
         return []
-    out = docker_exec(hook["host"], "sh", "-c", "cat %s 2>/dev/null" % hook["store"])
-    records = []
-    for line in out.stdout.decode().splitlines():
-        if line.strip():
-            records.append(json.loads(line))
-    return records
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return json.loads(answer.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return []
 
 
 def mentions(value: Any, needle: str) -> bool:
@@ -252,8 +255,11 @@ def follow_bounce(report: Report, lab: Dict[str, Any], token: str, timeout: floa
         hook = next((r for r in webhook_records(lab) if mentions(r, MISSING_RECIPIENT)), None)
         if hook is None:
             time.sleep(2)
-    report.add("bounce reached the webhook", hook is not None,
-               json.dumps(hook)[:300] if hook else "no webhook delivery mentioning %s" % MISSING_RECIPIENT)
+    if report.add("bounce reached the webhook", hook is not None,
+                  json.dumps(hook.get("event"))[:300] if hook else "no webhook delivery mentioning %s" % MISSING_RECIPIENT):
+        assert hook is not None
+        report.add("webhook signature valid", hook.get("signature_valid") is True,
+                   "X-Kb-Signature %s" % hook.get("signature"))
 
 
 # --- main ----------------------------------------------------------------------------

@@ -86,6 +86,12 @@ def describe(args: argparse.Namespace) -> Dict[str, object]:
             "store_dir": args.receiver_dir,
             "stored_as": "<id>.eml (the message as received) and <id>.json (envelope, peer, HELO)",
         },
+        "webhook": {
+            "host": receiver.name if receiver else None,
+            "url": "http://%s:8025/bounces" % (receiver.address if receiver else "127.0.0.1"),
+            "store": "/var/lib/lab-webhook/bounces.jsonl",
+            "get": "GET on the URL returns every recorded delivery as a JSON list",
+        },
         "submission": {
             "transactional": {"host": "smtp.kbmta.net", "address": "198.51.100.10", "ports": [25, 465, 587]},
             "marketing": {"host": "smtp-mkg.kbmta.net", "address": "198.51.100.11", "ports": [25, 465, 587]},
@@ -119,7 +125,7 @@ def main() -> None:
     parser.add_argument("--robot-url", required=True)
     parser.add_argument("--cloud-dns-url", required=True)
     parser.add_argument("--standin-dir", required=True)
-    parser.add_argument("--receiver-dir", default="/var/lib/lab_receiver")
+    parser.add_argument("--receiver-dir", default="/var/lib/lab-receiver")
     parser.add_argument("--host", action="append", default=[], help="NAME=ADDRESS=ROLE")
     args = parser.parse_args()
     data = describe(args)
