@@ -160,23 +160,23 @@ class HetznerProvider:
         return response.action
 
     def _create(self, bound: Any, change: Change) -> Any:
-        assert change.after is not None
+        after = _after(change)
         response = self._call(
             "creating %s %s" % change.key, self.client.zones.create_rrset, bound,
-            name=relative_name(change.after.name, bound.name), type=change.after.type, ttl=change.after.ttl,
-            records=api_records(change.after))
+            name=relative_name(after.name, bound.name), type=after.type, ttl=after.ttl,
+            records=api_records(after))
         return response.action
 
     def _update(self, bound: Any, change: Change) -> List[Any]:
-        assert change.after is not None
+        after = _after(change)
         ref = self._rrset_ref(bound, change)
         actions = []
         if change.values_changed:
             actions.append(self._call("setting the records of %s %s" % change.key,
-                                      self.client.zones.set_rrset_records, ref, api_records(change.after)))
+                                      self.client.zones.set_rrset_records, ref, api_records(after)))
         if change.ttl_changed:
             actions.append(self._call("changing the TTL of %s %s" % change.key,
-                                      self.client.zones.change_rrset_ttl, ref, change.after.ttl))
+                                      self.client.zones.change_rrset_ttl, ref, after.ttl))
         return actions
 
     # ------------------------------------------------------------ actions
@@ -220,6 +220,12 @@ class _Action:
         self.command = data.get("command")
         self.status = data.get("status")
         self.error = data.get("error")
+
+
+def _after(change: Change) -> RecordSet:
+    if change.after is None:
+        raise ProviderError("%s %s: a create or update needs the record set after it" % change.key)
+    return change.after
 
 
 def api_value(rtype: str, value: str) -> str:

@@ -70,7 +70,8 @@ class Change:
     @property
     def key(self) -> Tuple[str, str]:
         rrset = self.after if self.after is not None else self.before
-        assert rrset is not None
+        if rrset is None:
+            raise RecordError("a change needs a record set before or after it")
         return rrset.key
 
     @property

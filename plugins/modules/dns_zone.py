@@ -20,7 +20,7 @@ description:
   - Check mode computes and reports the same changes without writing. Diff mode shows each changed
     record set before and after, as zone-file lines.
 author:
-  - Kibamail platform team
+  - Kibamail platform team (@kibamail)
 extends_documentation_fragment:
   - kibamail.email_platform.dns
 attributes:

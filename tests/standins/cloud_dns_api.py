@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: Contributors to the kibamail.email_platform project
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -400,13 +399,13 @@ class CloudDnsStandin:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--listen", default="127.0.0.1:0", help="host:port to listen on (loopback only)")
     parser.add_argument("--token", required=True, help="the API token clients must send")
     parser.add_argument("--zone", action="append", default=[], help="a zone to create at start (repeatable)")
     parser.add_argument("--action-polls", type=int, default=1, help="status reads before an action succeeds")
     args = parser.parse_args()
-    host, _, port = args.listen.rpartition(":")
+    host, port = args.listen.rsplit(":", 1)
     if host not in ("127.0.0.1", "localhost", "::1"):
         parser.error("the stand-in listens on loopback only")
     standin = CloudDnsStandin(args.token, host, int(port), args.action_polls)

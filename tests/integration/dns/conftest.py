@@ -78,7 +78,7 @@ def run_playbook(playbook: Path, extra: Dict[str, Any], tmp_path: Path, inventor
     command = ["ansible-playbook", str(playbook), "-e", "@%s" % extra_file]
     command += ["-i", inventory] if inventory else ["-i", "localhost,", "-c", "local"]
     command += args or []
-    process = subprocess.run(command, capture_output=True, text=True, env=ansible_env(), cwd=str(ROOT), timeout=300)
+    process = subprocess.run(command, capture_output=True, text=True, check=False, env=ansible_env(), cwd=str(ROOT), timeout=300)
     return PlaybookRun(process)
 
 

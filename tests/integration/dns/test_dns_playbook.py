@@ -149,4 +149,3 @@ def test_dns_playbook_with_the_hetzner_provider(cloud_api, plan, dkim_dir, tmp_p
         relative = rrset["name"][: -len(".kbmta.net")] if rrset["name"] != "kbmta.net" else "@"
         assert (relative, rrset["type"]) in created
     assert ("kb1._domainkey", "TXT") in created
-

@@ -33,7 +33,7 @@ def standin():
 
 
 def provider(standin, token=TOKEN):
-    return HetznerProvider(HetznerSettings(token, standin.url, poll_interval=0), sleep=lambda _: None)
+    return HetznerProvider(HetznerSettings(token, standin.url, poll_interval=0), sleep=lambda seconds: None)
 
 
 def calls(standin):
@@ -139,6 +139,6 @@ def test_rate_limit_is_retried_by_the_client(standin):
 
 
 def test_unreachable_endpoint_is_a_clear_error():
-    gone = HetznerProvider(HetznerSettings(TOKEN, "http://127.0.0.1:9/v1"), sleep=lambda _: None)
+    gone = HetznerProvider(HetznerSettings(TOKEN, "http://127.0.0.1:9/v1"), sleep=lambda seconds: None)
     with pytest.raises(R.ProviderError, match="cannot reach the Hetzner Cloud API"):
         gone.read(ZONE)

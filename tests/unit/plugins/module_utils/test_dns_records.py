@@ -191,8 +191,8 @@ def test_cname_beside_data_that_stays_is_refused_and_allowed_when_pruned():
 
 def test_duplicates_and_foreign_names_are_refused():
     with pytest.raises(R.RecordError, match="listed twice"):
-        plan([], [{"name": "a", "type": "A", "values": ["192.0.2.1"]}, {"name": "A.kbmta.net.", "type": "a",
-                                                                         "values": ["192.0.2.2"]}])
+        plan([], [{"name": "a", "type": "A", "values": ["192.0.2.1"]},
+                  {"name": "A.kbmta.net.", "type": "a", "values": ["192.0.2.2"]}])
     with pytest.raises(R.RecordError, match="not inside zone"):
         plan([], [{"name": "kibamail.com.", "type": "A", "values": ["192.0.2.1"]}])
     with pytest.raises(R.RecordError, match="values must be a list"):

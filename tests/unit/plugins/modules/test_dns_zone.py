@@ -30,7 +30,7 @@ RECORDS = [
 def standin(monkeypatch):
     server = CloudDnsStandin(TOKEN, action_polls=0).start()
     server.state.add_zone("kbmta.net")
-    monkeypatch.setattr(dns_provider_hetzner.time, "sleep", lambda _: None)
+    monkeypatch.setattr(dns_provider_hetzner.time, "sleep", lambda seconds: None)
     yield server
     server.stop()
 
