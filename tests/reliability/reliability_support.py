@@ -122,3 +122,82 @@ def docker(*args: str, timeout: int = 120, check: bool = True, stdin: Optional[b
 def container_running(name: str) -> bool:
     proc = docker("inspect", "-f", "{{.State.Running}}", name, check=False)
     return proc.returncode == 0 and proc.stdout.decode().strip() == "true"
+
+
+# ---------------------------------------------------------------- lab helpers
+
+VAULT_FILE = ROOT / "inventories" / "lab" / "group_vars" / "all" / "vault.yml"
+VAULT_PASSWORD_FILE = ROOT / "inventories" / "lab.vault-password.lab-only"
+
+
+def lab_vault() -> Dict[str, Any]:
+    """The lab vault's variables, decrypted with the lab-only password file."""
+    import yaml
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    vault = VaultLib([("default", VaultSecret(VAULT_PASSWORD_FILE.read_bytes().strip()))])
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!vault", lambda loader, node: vault.decrypt(node.value.encode()).decode("utf-8"))
+    with open(VAULT_FILE, encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=Loader)  # noqa: S506 - SafeLoader plus the !vault tag only
+
+
+def lab_secrets(lab_dir: Path) -> Dict[str, str]:
+    """Every secret of the lab, by a name for the report: vault values, the TSIG secret, DKIM private keys.
+
+    A DKIM key is checked by each line of its PEM body (a leak of any line is a leak)."""
+    secrets: Dict[str, str] = {}
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, "%s.%s" % (path, key) if path else str(key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, "%s[%d]" % (path, index))
+        elif isinstance(value, str) and value:
+            secrets[path] = value
+
+    walk(lab_vault(), "")
+    tsig = lab_dir / "tsig.secret"
+    if tsig.exists():
+        secrets["tsig.secret"] = tsig.read_text().strip()
+    for key_file in sorted((lab_dir / "dkim").glob("*.key")):
+        body = [line for line in key_file.read_text().splitlines() if line and not line.startswith("-----")]
+        for index, line in enumerate(body):
+            if len(line) >= 16:
+                secrets["%s line %d" % (key_file.name, index + 1)] = line
+    return secrets
+
+
+def python_in(container: str, source: str, args: List[str], timeout: int = 120) -> subprocess.CompletedProcess:
+    """Run a Python snippet with python3 inside a lab container."""
+    return subprocess.run(["docker", "exec", "-i", container, "python3", "-c", source] + args,
+                          capture_output=True, timeout=timeout, check=False)
+
+
+RECEIVER_IDS = r'''
+import email.parser, json, os, sys
+store, tag = sys.argv[1], sys.argv[2]
+found = []
+for name in (os.listdir(store) if os.path.isdir(store) else []):
+    if not name.endswith(".eml"):
+        continue
+    with open(os.path.join(store, name), "rb") as handle:
+        headers = email.parser.BytesHeaderParser().parse(handle)
+    value = (headers.get("Message-ID") or "").strip()
+    if tag in value:
+        found.append(value)
+print(json.dumps(found))
+'''
+
+
+def receiver_message_ids(receiver: str, store: str, tag: str) -> List[str]:
+    """Message-IDs containing tag in the lab receiver's store (one entry per stored copy)."""
+    proc = python_in(receiver, RECEIVER_IDS, [store, tag])
+    if proc.returncode != 0:
+        raise AssertionError("cannot read the receiver's store: %s" % proc.stderr.decode("utf-8", "replace")[-2000:])
+    return list(json.loads(proc.stdout.decode()))

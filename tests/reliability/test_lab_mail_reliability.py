@@ -1,0 +1,235 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the kibamail.email_platform project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Mail is not lost and not doubled when an MTA goes away (needs the running lab).
+
+Failover: 1,000 messages through the transactional load balancer (587, STARTTLS, AUTH as
+support@kibamail.com) while one transactional MTA is stopped mid-run and started again; every
+Message-ID must reach the lab receiver exactly once.
+
+Restart: with delivery deferred, mail waits in both transactional MTAs' queues; the containers
+are restarted; once delivery is allowed again every message arrives, once.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import threading
+import time
+import uuid
+from collections import Counter
+from email.message import EmailMessage
+from typing import Any, Dict, List, Tuple
+
+import pytest
+
+from reliability_support import Lab, docker, lab_vault, receiver_message_ids
+
+pytestmark = pytest.mark.lab
+
+SENDER = "support@kibamail.com"
+FAILOVER_MESSAGES = 1000
+SENDERS = 4                       # parallel client connections
+RESTART_MESSAGES = 20
+DELIVERY_DEADLINE = 600           # seconds for everything to reach the receiver
+
+
+def password() -> str:
+    return str(lab_vault()["vault_sasl_passwords"][SENDER])
+
+
+def message(tag: str, number: int, recipient: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = SENDER
+    msg["To"] = recipient
+    msg["Subject"] = "reliability %s #%d" % (tag, number)
+    msg["Message-ID"] = "<%s-%05d@kibamail.com>" % (tag, number)
+    msg.set_content("Message %d of the reliability run %s.\n" % (number, tag))
+    return msg
+
+
+class Submitter:
+    """One client connection that submits messages, reconnecting and retrying after any failure,
+    the way a sending application does. A message counts as sent when DATA got 250."""
+
+    def __init__(self, lab: Lab, secret: str) -> None:
+        self.address = lab.data["submission"]["transactional"]["address"]
+        self.secret = secret
+        self.client: Any = None
+        self.retries = 0
+        self.errors: List[str] = []
+
+    def _connect(self) -> None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE      # the lab's certificates are self-signed
+        client = smtplib.SMTP(self.address, 587, timeout=30)
+        client.starttls(context=context)
+        client.login(SENDER, self.secret)
+        self.client = client
+
+    def send(self, msg: EmailMessage, deadline: float) -> None:
+        while True:
+            try:
+                if self.client is None:
+                    self._connect()
+                self.client.send_message(msg)
+                return
+            except (OSError, smtplib.SMTPException) as exc:
+                self.retries += 1
+                self.errors.append("%s: %s" % (type(exc).__name__, exc))
+                self.close()
+                if time.monotonic() > deadline:
+                    raise AssertionError("could not submit %s: %s" % (msg["Message-ID"], self.errors[-5:]))
+                time.sleep(0.5)
+
+    def close(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+            self.client = None
+
+
+def wait_for_ids(lab: Lab, tag: str, expected: int, seconds: float) -> List[str]:
+    receiver = lab.data["receiver"]
+    deadline = time.monotonic() + seconds
+    found: List[str] = []
+    while time.monotonic() < deadline:
+        found = receiver_message_ids(lab.container(receiver["host"]), receiver["store_dir"], tag)
+        if len(found) >= expected:
+            time.sleep(5)            # anything doubled arrives late: look once more
+            return receiver_message_ids(lab.container(receiver["host"]), receiver["store_dir"], tag)
+        time.sleep(3)
+    return found
+
+
+def test_failover_1000_messages_one_mta_stopped_mid_run(lab: Lab, figures: Dict[str, Any]) -> None:
+    mtas = lab.hosts_with_role("mta_transactional")
+    assert len(mtas) >= 2, "the failover test needs two transactional MTAs, lab.json lists %s" % mtas
+    victim = lab.container(mtas[-1])
+    tag = "rel-failover-%s" % uuid.uuid4().hex[:10]
+    recipient = "failover@%s" % lab.data["receiver"]["domain"]
+    secret = password()
+    sent = Counter()
+    lock = threading.Lock()
+    submitters = [Submitter(lab, secret) for _ in range(SENDERS)]
+    deadline = time.monotonic() + 900
+    failures: List[str] = []
+
+    def work(index: int) -> None:
+        try:
+            for number in range(index, FAILOVER_MESSAGES, SENDERS):
+                submitters[index].send(message(tag, number, recipient), deadline)
+                with lock:
+                    sent["total"] += 1
+        except AssertionError as exc:
+            failures.append(str(exc))
+        finally:
+            submitters[index].close()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(SENDERS)]
+    started = time.monotonic()
+    stopped_at = restarted_at = -1
+    try:
+        for thread in threads:
+            thread.start()
+        while sent["total"] < FAILOVER_MESSAGES // 3 and any(t.is_alive() for t in threads):
+            time.sleep(0.2)
+        stopped_at = sent["total"]
+        docker("stop", "-t", "20", victim, timeout=120)
+        while sent["total"] < 2 * FAILOVER_MESSAGES // 3 and any(t.is_alive() for t in threads):
+            time.sleep(0.2)
+        restarted_at = sent["total"]
+    finally:
+        docker("start", victim, timeout=120)
+        for thread in threads:
+            thread.join(timeout=900)
+    submit_seconds = time.monotonic() - started
+    assert not failures, failures
+    assert sent["total"] == FAILOVER_MESSAGES
+    assert 0 < stopped_at < restarted_at < FAILOVER_MESSAGES, "the MTA was not stopped mid-run"
+
+    ids = wait_for_ids(lab, tag, FAILOVER_MESSAGES, DELIVERY_DEADLINE)
+    counts = Counter(ids)
+    wanted = {"<%s-%05d@kibamail.com>" % (tag, n) for n in range(FAILOVER_MESSAGES)}
+    missing = sorted(wanted - set(counts))
+    doubled = sorted(i for i, c in counts.items() if c > 1)
+    assert not missing, "%d messages never arrived, for example %s" % (len(missing), missing[:5])
+    assert not doubled, "%d messages arrived more than once, for example %s" % (len(doubled), doubled[:5])
+    assert set(counts) == wanted
+    figures.update(messages=FAILOVER_MESSAGES, connections=SENDERS, mta_stopped=victim,
+                   stopped_after=stopped_at, started_after=restarted_at,
+                   client_retries=sum(s.retries for s in submitters), submit_seconds=round(submit_seconds, 1),
+                   delivered_once=len(counts), missing=0, doubled=0)
+
+
+# ---------------------------------------------------------------- restart with a queue
+
+DEFER = r'''
+import os, subprocess, sys
+action = sys.argv[1]
+main = "/etc/postfix/main.cf"
+if action == "hold":
+    subprocess.run(["cp", "-p", main, main + ".kb-reliability"], check=True)
+    services = subprocess.run(["postconf", "-M"], capture_output=True, text=True, check=True).stdout
+    names = sorted({f[0] for f in (line.split() for line in services.splitlines()) if len(f) > 1 and f[1] == "unix"})
+    transports = [n for n in names if n.startswith("kb-")] + ["smtp", "relay"]
+    subprocess.run(["postconf", "-e", "defer_transports=" + " ".join(transports)], check=True)
+    subprocess.run(["postfix", "reload"], check=True)
+elif action == "release":
+    if os.path.exists(main + ".kb-reliability"):
+        os.replace(main + ".kb-reliability", main)
+    subprocess.run(["postfix", "reload"], check=True)
+    subprocess.run(["postqueue", "-f"], check=True)
+elif action == "count":
+    out = subprocess.run(["postqueue", "-j"], capture_output=True, text=True, check=True).stdout
+    print(len([line for line in out.splitlines() if line.strip()]))
+'''
+
+
+def postfix_in(container: str, action: str, wait: float = 90) -> str:
+    """Run an action; after a restart Postfix may need a moment, so retry until wait runs out."""
+    deadline = time.monotonic() + wait
+    while True:
+        proc = docker("exec", "-i", container, "python3", "-c", DEFER, action, timeout=120, check=False)
+        if proc.returncode == 0:
+            return proc.stdout.decode().strip()
+        if time.monotonic() > deadline:
+            raise AssertionError("%s on %s failed: %s" % (action, container, proc.stderr.decode()[-2000:]))
+        time.sleep(2)
+
+
+def test_restarted_mtas_deliver_their_queue(lab: Lab, figures: Dict[str, Any]) -> None:
+    mtas = [lab.container(m) for m in lab.hosts_with_role("mta_transactional")]
+    tag = "rel-restart-%s" % uuid.uuid4().hex[:10]
+    recipient = "restart@%s" % lab.data["receiver"]["domain"]
+    queued: List[Tuple[str, int]] = []
+    held: List[str] = []
+    try:
+        for mta in mtas:
+            postfix_in(mta, "hold", wait=0)
+            held.append(mta)
+        submitter = Submitter(lab, password())
+        try:
+            for number in range(RESTART_MESSAGES):
+                submitter.send(message(tag, number, recipient), time.monotonic() + 120)
+        finally:
+            submitter.close()
+        time.sleep(3)
+        queued = [(mta, int(postfix_in(mta, "count") or 0)) for mta in mtas]
+        assert sum(n for _m, n in queued) >= RESTART_MESSAGES, "mail did not wait in the queues: %s" % queued
+        assert receiver_message_ids(lab.container(lab.data["receiver"]["host"]),
+                                    lab.data["receiver"]["store_dir"], tag) == []
+        for mta in mtas:
+            docker("restart", "-t", "20", mta, timeout=180)
+        assert [(mta, int(postfix_in(mta, "count") or 0)) for mta in mtas] == queued, "the queue changed across restart"
+    finally:
+        for mta in held:
+            postfix_in(mta, "release")
+    ids = wait_for_ids(lab, tag, RESTART_MESSAGES, DELIVERY_DEADLINE)
+    counts = Counter(ids)
+    assert len(counts) == RESTART_MESSAGES and set(counts.values()) == {1}, counts
+    figures.update(messages=RESTART_MESSAGES, queued_per_mta=dict(queued), restarted=mtas, delivered_once=len(counts))
