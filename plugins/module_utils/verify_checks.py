@@ -242,8 +242,8 @@ def check_spf_covers(evaluator: SpfEvaluator, plan: dict, category: str, check: 
     reason = "SPF of %s passes for %d of %d sending IPs of %s; %s" % (domain, passed, len(ips), what, "; ".join(parts))
     planned = [v for v in (planned_values(plan, domain, "TXT") or []) if v.lower().startswith("v=spf1")]
     if missing and planned:
-        fix = "the record must cover %s: publish %s TXT %r (%s)" % (spf_terms_for(plan, missing), domain, planned[0],
-                                                                   publish_hint(plan, domain))
+        fix = "the record must cover %s: publish %s TXT %r (%s)" % (
+            spf_terms_for(plan, missing), domain, planned[0], publish_hint(plan, domain))
     elif missing:
         fix = "add %s to the SPF record that %s uses (%s)" % (spf_terms_for(plan, missing), domain, publish_hint(plan, domain))
     else:

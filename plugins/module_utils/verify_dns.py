@@ -50,7 +50,6 @@ class Answer:
     error: str = ""
     cname: str = ""          # the CNAME target of ``name`` itself, when the answer showed one
 
-
     @property
     def found(self) -> bool:
         return self.status == OK and bool(self.values)

@@ -19,9 +19,11 @@ import datetime
 import io
 import smtplib
 import ssl
-import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
+
+from ansible.module_utils.urls import open_url
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_result import (
     CheckResult,
@@ -275,12 +277,12 @@ def _quit(client: smtplib.SMTP) -> None:
         client.close()
 
 
-def check_lb_stats(name: str, url: str, timeout: float = 10.0) -> List[CheckResult]:
+def check_lb_stats(name: str, url: str, timeout: float = 10.0, validate_certs: bool = True) -> List[CheckResult]:
     """Backends of an HAProxy, from its CSV statistics (the stats page URL with ';csv')."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # nosec - an operator-given stats URL
-            text = response.read().decode("utf-8", "replace")
-    except (OSError, ValueError) as exc:
+        response = open_url(url, timeout=timeout, validate_certs=validate_certs)
+        text = response.read().decode("utf-8", "replace")
+    except (OSError, ValueError, ConnectionError) as exc:
         return [warning(HOST, "lb_backends", name, "cannot read the HAProxy statistics at %s: %s" % (url, exc),
                         "expose the stats page to the controller (a 'stats uri' on a listener it reaches) or fix the URL")]
     return parse_lb_stats(name, text)
@@ -303,12 +305,9 @@ def parse_lb_stats(name: str, text: str) -> List[CheckResult]:
     return [ok(HOST, "lb_backends", name, "%d backends up: %s" % (len(up), ", ".join(u.split(" ")[0] for u in up)))]
 
 
-
 def run_host_checks(targets: Sequence[SmtpTarget], settings: SmtpSettings, lb_stats: Sequence[Tuple[str, str]] = (),
                     workers: int = 8) -> List[CheckResult]:
     """Probe every SMTP target and read every HAProxy statistics page, concurrently."""
-    from concurrent.futures import ThreadPoolExecutor
-
     jobs = [lambda t=t: probe(t, settings) for t in targets] + [lambda n=n, u=u: check_lb_stats(n, u) for n, u in lb_stats]
     results: List[CheckResult] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

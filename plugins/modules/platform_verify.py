@@ -23,7 +23,7 @@ description:
   - Runs SPF through pyspf, the reference SPF evaluator, pointed at the same name server as every other lookup.
   - The relay test never sends DATA, and its recipient is in the reserved C(.invalid) top-level domain.
 author:
-  - Kibamail platform team
+  - Kibamail platform team (@kibamail)
 requirements:
   - dnspython >= 2.6
   - pyspf >= 2.0.14
@@ -31,12 +31,10 @@ requirements:
 attributes:
   check_mode:
     support: full
-    details: The module only reads, so check mode runs every check as usual.
+    description: The module only reads, so check mode runs every check as usual.
   diff_mode:
     support: none
-    details: Read-only; there is never anything to diff.
-  platform:
-    platforms: posix
+    description: Read-only; there is never anything to diff.
 options:
   plan:
     description:

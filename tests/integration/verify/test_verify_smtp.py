@@ -18,6 +18,7 @@ from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_smt
     probe,
 )
 
+
 def results_of(port, pki, trust=True, **target):
     target.setdefault("server_names", [NAME])
     settings = SmtpSettings(helo="verify.kbmta.test", ca_path=pki["ca"] if trust else None)
