@@ -88,7 +88,7 @@ def test_second_run_only_reads(standin):
 def test_check_mode_writes_nothing(standin):
     result = run(standin, RECORDS, check_mode=True)
     assert result["changed"] is True
-    assert all(method == "GET" for method, _ in calls(standin))
+    assert all(method == "GET" for method, path in calls(standin))
     assert set(standin.state.zones[1].rrsets) == {("@", "SOA"), ("@", "NS")}
 
 
