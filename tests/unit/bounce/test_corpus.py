@@ -3,6 +3,7 @@
 """The parser's accuracy on the corpus in tests/bounce_corpus (every message, every field)."""
 from __future__ import annotations
 
+import base64
 import collections
 import os
 
@@ -19,11 +20,12 @@ with open(os.path.join(CORPUS, "expectations.yml"), encoding="utf-8") as _handle
 
 def _load(name: str) -> bytes:
     with open(os.path.join(CORPUS, name), "rb") as handle:
-        return handle.read()
+        data = handle.read()
+    return base64.b64decode(data) if name.endswith(".b64") else data
 
 
 def test_every_message_has_an_expectation():
-    on_disk = sorted(n for n in os.listdir(CORPUS) if n.endswith(".eml"))
+    on_disk = sorted(n for n in os.listdir(CORPUS) if n.endswith((".eml", ".eml.b64")))
     assert on_disk == sorted(m["file"] for m in EXPECTED)
 
 
@@ -71,3 +73,9 @@ def test_without_envelope_the_attached_return_path_is_decoded():
     assert result.events[0].recipient == "alice@recipient.example"
     assert result.events[0].recipient_source == "return-path"
     assert result.events[0].original_message_id == "<receipt-1042@kibamail.com>"
+
+
+def test_non_utf8_message_really_is_not_utf8():
+    raw = _load("hostile-non-utf8.eml.b64")
+    with pytest.raises(UnicodeDecodeError):
+        raw.decode("utf-8")

@@ -8,6 +8,7 @@ deliver     send due events to the webhook (``--loop`` for the service)
 list        recent events
 replay      send undelivered events now, ignoring their backoff
 quarantine  messages kept aside because they could not be parsed
+check       validate the settings file
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except configmod.ConfigError as exc:
         print("kb-bounce: %s" % exc, file=sys.stderr)
         return EX_TEMPFAIL if args.command == "ingest" else EX_CONFIG
+    os.umask(0o027)
     drop_privileges(config.database)
     return args.func(args, config)
 
@@ -69,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="send undelivered events now, ignoring backoff")
     replay.add_argument("--id", help="only this event")
     replay.set_defaults(func=cmd_replay)
+
+    check = sub.add_parser("check", help="validate the settings file and exit")
+    check.set_defaults(func=cmd_check)
 
     quarantine = sub.add_parser("quarantine", help="messages kept aside for a person")
     quarantine.add_argument("--limit", type=int, default=20)
@@ -178,7 +183,10 @@ def cmd_deliver(args: argparse.Namespace, config: configmod.Config) -> int:
     """Send due events; with --loop keep polling."""
     if not config.webhook_url:
         print("kb-bounce: no webhook_url configured; events stay stored", file=sys.stderr)
-        return EX_CONFIG
+        if not args.loop:
+            return EX_CONFIG
+        while True:  # the service stays up (and quiet) until a URL is configured and it is restarted
+            time.sleep(3600)
     while True:
         try:
             outcome = one_pass(config)
@@ -227,6 +235,13 @@ def cmd_list(args: argparse.Namespace, config: configmod.Config) -> int:
             state, event.recipient))
     if not args.json:
         print("events: %(events)d, pending: %(pending)d, quarantined: %(quarantined)d" % counts)
+    return EX_OK
+
+
+def cmd_check(args: argparse.Namespace, config: configmod.Config) -> int:
+    """The settings loaded (main did the work); say what they point at."""
+    del args
+    print("kb-bounce: configuration valid; database %s, webhook %s" % (config.database, config.webhook_url or "(none)"))
     return EX_OK
 
 
