@@ -274,7 +274,7 @@ def test_the_same_bounce_handed_over_twice_is_one_event(tmp_path: Path) -> None:
     try:
         config = write_config(tmp_path, hook.url)
         raw, envelope, _recipient = dsn(7)
-        for _ in range(3):
+        for _attempt in range(3):
             assert kb_bounce(config, ["ingest", "--recipient", envelope], raw).returncode == 0
         assert kb_bounce(config, ["deliver"]).returncode == 0
         assert kb_bounce(config, ["replay"]).returncode == 0
@@ -335,7 +335,7 @@ def hostile_messages() -> List[Tuple[str, bytes]]:
         ("latin1-headers", "Subject: Unzustellbar: Rückläufer\nFrom: MAILER-DAEMON@ä.example\n\nText\n".encode("latin-1")),
         ("invalid-utf8-everywhere", b"Subject: \xff\xfe\xfd\nFrom: \xc3\x28@x.example\n\n\xe2\x28\xa1 body \xf0\x90\x28\xbc\n"),
         ("unknown-charset", b"Content-Type: text/plain; charset=x-no-such-charset\nSubject: =?x-no-such?Q?abc?=\n\nhello\n"),
-        ("encoded-word-bomb", b"Subject: " + b" ".join(b"=?utf-8?B?" + b"QUFB" * 100 + b"?=" for _ in range(2000))
+        ("encoded-word-bomb", b"Subject: " + b" ".join(b"=?utf-8?B?" + b"QUFB" * 100 + b"?=" for _word in range(2000))
          + b"\n\nbody\n"),
         ("utf16-with-bom", "\ufeffFrom: a@b.example\nSubject: x\n\nbody\n".encode("utf-16")),
         ("nul-bytes", b"From: a\x00b@x.example\nSubject: \x00\x00\n\n\x00" * 3),
@@ -365,8 +365,8 @@ def hostile_messages() -> List[Tuple[str, bytes]]:
                                     b"--q\nContent-Type: message/rfc822\n\n" + base + b"\n--q--\n"))
     while len(cases) < HOSTILE:
         size = rng.randint(1, 200000)
-        cases.append(("random-bytes-%d" % len(cases), bytes(rng.getrandbits(8) for _ in range(size))))
-    assert len(cases) == HOSTILE and len({name for name, _ in cases}) == HOSTILE
+        cases.append(("random-bytes-%d" % len(cases), rng.randbytes(size)))
+    assert len(cases) == HOSTILE and len({case[0] for case in cases}) == HOSTILE
     return cases
 
 

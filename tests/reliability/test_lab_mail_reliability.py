@@ -115,7 +115,7 @@ def test_failover_1000_messages_one_mta_stopped_mid_run(lab: Lab, figures: Dict[
     secret = password()
     sent = Counter()
     lock = threading.Lock()
-    submitters = [Submitter(lab, secret) for _ in range(SENDERS)]
+    submitters = [Submitter(lab, secret) for _index in range(SENDERS)]
     deadline = time.monotonic() + 900
     failures: List[str] = []
 
