@@ -148,3 +148,31 @@ def test_event_payload_uses_envelope_domain_without_verp():
     assert data["return_path_domain"] == "kb-bounces.customer.example"
     assert data["customer_domain"] == "customer.example"
     assert data["class"] == "hard" and "klass" not in data
+
+
+def test_customer_map_wins_over_the_label_rule():
+    config = configmod.from_dict({"customers": {"Bounce.Customer.Example": "customer.example"}})
+    event = parse.Event(type="bounce", klass="hard", reason="bad-mailbox", recipient="a@b.example",
+                        recipient_source="return-path", return_path_domain="bounce.customer.example")
+    assert cli.event_payload(event, None, config)["customer_domain"] == "customer.example"
+
+
+def test_customer_map_must_be_strings():
+    with pytest.raises(configmod.ConfigError, match="customers must map"):
+        configmod.from_dict({"customers": {"a.example": 1}})
+
+
+def test_wrapper_script_runs_the_package(tmp_path, files_dir, config_file):
+    """The installed command is a sh wrapper; render it the way the role does and run it."""
+    template = os.path.join(files_dir, "..", "templates", "kb-bounce.j2")
+    with open(template, encoding="utf-8") as handle:
+        text = handle.read()
+    text = text.replace("{{ ansible_managed | comment }}", "# managed").replace(
+        "{{ bounce_inbound_lib_dir | quote }}", files_dir)
+    script = tmp_path / "kb-bounce"
+    script.write_text(text, encoding="utf-8")
+    script.chmod(0o755)
+    proc = subprocess.run([str(script), "--config", config_file(), "check"], capture_output=True, check=False,
+                          cwd=str(tmp_path), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert b"configuration valid" in proc.stdout

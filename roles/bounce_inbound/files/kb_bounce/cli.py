@@ -150,9 +150,13 @@ def event_payload(event: parse.Event, envelope_recipient: Optional[str], config:
     if not data.get("return_path_domain") and envelope_recipient:
         parts = verp.split_address(envelope_recipient)
         data["return_path_domain"] = parts[1] if parts else None
-    domain = data.get("return_path_domain")
-    data["customer_domain"] = (verp.customer_domain(str(domain), config.platform_bounce_domain,
-                                                    config.return_path_label) if domain else None)
+    domain = str(data.get("return_path_domain") or "").lower()
+    if domain in config.customers:
+        data["customer_domain"] = config.customers[domain]
+    elif domain:
+        data["customer_domain"] = verp.customer_domain(domain, config.platform_bounce_domain, config.return_path_label)
+    else:
+        data["customer_domain"] = None
     data["envelope_recipient"] = envelope_recipient
     return data
 

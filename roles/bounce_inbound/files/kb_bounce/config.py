@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Dict
 
 DEFAULT_PATH = "/etc/kb-bounce/config.json"
@@ -29,6 +29,7 @@ class Config:
     batch_size: int = 100
     platform_bounce_domain: str = "kb-bounces.kbmta.net"
     return_path_label: str = "kb-bounces"
+    customers: Dict[str, str] = field(default_factory=dict)
     max_message_bytes: int = 20 * 1024 * 1024
 
 
@@ -52,8 +53,11 @@ def from_dict(data: Dict[str, object], origin: str = "configuration") -> Config:
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError("%s: unknown settings %s; known: %s" % (origin, ", ".join(unknown), ", ".join(sorted(known))))
-    values = {}
+    values: Dict[str, object] = {}
     for name, value in data.items():
+        if name == "customers":
+            values[name] = _customers(value, origin)
+            continue
         default = getattr(Config, name)
         try:
             values[name] = type(default)(value)
@@ -63,3 +67,10 @@ def from_dict(data: Dict[str, object], origin: str = "configuration") -> Config:
     if config.retry_initial_seconds <= 0 or config.retry_max_seconds < config.retry_initial_seconds:
         raise ConfigError("%s: need 0 < retry_initial_seconds <= retry_max_seconds" % origin)
     return config
+
+
+def _customers(value: object, origin: str) -> Dict[str, str]:
+    """Return-path domain -> customer domain, both lower case."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ConfigError("%s: customers must map return-path domains to customer domains (strings)" % origin)
+    return {k.lower().rstrip("."): v.lower().rstrip(".") for k, v in value.items()}

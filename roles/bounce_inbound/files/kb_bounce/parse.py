@@ -201,7 +201,8 @@ def strip_type(value: str) -> Optional[str]:
     """``rfc822; <a@b>`` -> ``a@b``."""
     if not value:
         return None
-    _, sep, rest = value.partition(";")
+    kind, sep, rest = value.partition(";")
+    del kind
     address = (rest if sep else value).strip().strip("<>").strip()
     match = ADDRESS_RE.search(address)
     return match.group(1) if match else None
@@ -214,8 +215,8 @@ def recipient_blocks(blocks: List[Dict[str, str]]) -> List[RecipientBlock]:
         if not ("final-recipient" in block or "original-recipient" in block):
             continue
         diagnostic = block.get("diagnostic-code", "")
-        _, sep, rest = diagnostic.partition(";")
-        if sep and len(diagnostic.split(";")[0]) < 20:
+        kind, sep, rest = diagnostic.partition(";")
+        if sep and len(kind) < 20:
             diagnostic = rest.strip()
         result.append(RecipientBlock(
             final_recipient=strip_type(block.get("final-recipient", "")),

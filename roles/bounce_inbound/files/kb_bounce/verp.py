@@ -26,7 +26,7 @@ def split_address(address: str) -> Optional[tuple]:
     address = address.strip().strip("<>").strip()
     if address.count("@") < 1:
         return None
-    local, _, domain = address.rpartition("@")
+    local, domain = address.rsplit("@", 1)
     if not local or not domain or any(c.isspace() for c in address):
         return None
     return local, domain.lower().rstrip(".")
@@ -41,7 +41,7 @@ def decode(address: str) -> Optional[ReturnPath]:
     prefix, plus, encoded = local.partition("+")
     if not plus or not prefix or "=" not in encoded:
         return None
-    rcpt_local, _, rcpt_domain = encoded.rpartition("=")
+    rcpt_local, rcpt_domain = encoded.rsplit("=", 1)
     if not rcpt_local or not rcpt_domain or "." not in rcpt_domain or "@" in rcpt_domain:
         return None
     recipient = "%s@%s" % (rcpt_local, rcpt_domain.lower())
