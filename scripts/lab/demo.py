@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: Contributors to the kibamail.email_platform project
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The lab demo: what a receiving mail server sees from the platform.
@@ -316,8 +315,8 @@ def main() -> int:
         lab = json.load(handle)
     report = run(lab, args.password, args.timeout)
     if report.failed:
-        print("demo: %d of %d checks failed: %s" % (len(report.failed), len(report.checks),
-                                                      ", ".join(c.name for c in report.failed)))
+        names = ", ".join(c.name for c in report.failed)
+        print("demo: %d of %d checks failed: %s" % (len(report.failed), len(report.checks), names))
         return 1
     print("demo: all %d checks passed" % len(report.checks))
     return 0
