@@ -197,7 +197,7 @@ stop_standin() {
     say "stopping stand-in $name (pid $pid)"
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+    if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
   fi
   rm -f "$pidf"
 }
@@ -316,7 +316,7 @@ cmd_up() {
 }
 
 cmd_status() {
-  docker network inspect "$NETWORK" >/dev/null 2>&1 && echo "network $NETWORK: $SUBNET" || echo "network $NETWORK: absent"
+  if docker network inspect "$NETWORK" >/dev/null 2>&1; then echo "network $NETWORK: $SUBNET"; else echo "network $NETWORK: absent"; fi
   docker ps -a --filter "label=$LABEL" --format '{{ .Names }}\t{{ .Status }}' | sort
   local name pidf
   for name in robot_api cloud_dns_api; do
@@ -327,7 +327,7 @@ cmd_status() {
       echo "stand-in $name: stopped"
     fi
   done
-  [ -f "$LAB_DIR/lab.json" ] && echo "description: $LAB_DIR/lab.json" || true
+  if [ -f "$LAB_DIR/lab.json" ]; then echo "description: $LAB_DIR/lab.json"; fi
 }
 
 cmd_down() {
