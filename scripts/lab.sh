@@ -83,7 +83,19 @@ preflight() {
   # Containers install packages through the proxy: it must reach the mirror.
   local proxy=${KB_LAB_APT_PROXY:-http://127.0.0.1:3142} code
   proxy=${proxy/198.51.100.1/127.0.0.1}
-  code=$(curl -s -o /dev/null -m 20 -w '%{http_code}' -x "$proxy" http://deb.debian.org/debian/dists/bookworm/Release || true)
+  code=$(python - "$proxy" <<'PY'
+import sys
+import urllib.error
+import urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": sys.argv[1]}))
+try:
+    print(opener.open("http://deb.debian.org/debian/dists/bookworm/Release", timeout=20).status)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+except OSError as exc:
+    print("no answer (%s)" % exc)
+PY
+)
   [ "$code" = 200 ] || die "the apt proxy $proxy answers $code for the Debian mirror; if apt-cacher-ng maps deb.debian.org to ftp.debian.org, write 'http://deb.debian.org/debian/' into /etc/apt-cacher-ng/backends_debian and restart apt-cacher-ng (or set KB_LAB_APT_PROXY to a working proxy reachable from the lab, e.g. http://$GATEWAY:3143)"
 }
 
