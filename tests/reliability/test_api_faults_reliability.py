@@ -28,6 +28,7 @@ ROBOT_USER = "kb-reliability"
 ROBOT_PASSWORD = "robot-password-for-tests"
 HCLOUD_TOKEN = "hcloud-token-for-tests"
 RDNS_PLAYBOOK = ROOT / "tests" / "integration" / "robot" / "rdns.yml"
+SUBNETS_PLAYBOOK = ROOT / "tests" / "integration" / "robot" / "subnets.yml"
 ZONE_PLAYBOOK = ROOT / "tests" / "integration" / "dns" / "zone.yml"
 WRITES = ("PUT", "POST", "DELETE")
 
@@ -41,6 +42,9 @@ def robot_seed() -> Dict[str, Any]:
                     {"server_ip": "203.0.113.22", "server_number": 102, "server_name": "us-mta2"}],
         "subnets": [{"ip": "192.0.2.0", "mask": 24, "gateway": "192.0.2.1", "server_ip": "203.0.113.21",
                      "server_number": 101, "failover": False, "locked": False}],
+        "products": {"101": [{"id": "subnet_ipv4_29", "name": "Additional subnet /29"}]},
+        "order_pool": [{"ip": "203.0.113.64", "mask": 29, "gateway": "203.0.113.65"}],
+        "order_ready_after": 1.0,
     }
 
 
@@ -65,6 +69,15 @@ def run_rdns(robot: RobotStandin, tmp_path: Path, wanted: Dict[str, str], **extr
     vars_file.write_text(json.dumps(variables))
     return run_playbook(["-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=" + _python(),
                          "-e", "@%s" % vars_file, str(RDNS_PLAYBOOK)])
+
+
+def run_subnets(robot: RobotStandin, tmp_path: Path, **extra: Any) -> PlaybookRun:
+    variables = {"robot_url": robot.url, "robot_user": ROBOT_USER, "robot_password": ROBOT_PASSWORD}
+    variables.update(extra)
+    vars_file = tmp_path / ("subnet-vars-%d.json" % len(list(tmp_path.glob("subnet-vars-*.json"))))
+    vars_file.write_text(json.dumps(variables))
+    return run_playbook(["-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=" + _python(),
+                         "-e", "@%s" % vars_file, str(SUBNETS_PLAYBOOK)])
 
 
 def _python() -> str:
@@ -152,6 +165,47 @@ def test_robot_wrong_password_fails_at_once_and_says_what_to_fix(robot: RobotSta
     msg = run.task("Reconcile")["msg"]
     assert "401" in msg and "password" in msg.lower(), msg
     assert len(robot.log) == 1 and robot_writes(robot) == []
+
+
+def test_robot_subnet_info_rides_out_a_503_and_a_slow_answer(robot: RobotStandin, tmp_path: Path) -> None:
+    robot.faults.extend([FaultRule(method="GET", path="/subnet", status=503, code="MAINTENANCE", count=1),
+                         FaultRule(method="GET", path="/subnet", status=0, delay=1.5, count=1)])
+    run = run_subnets(robot, tmp_path)
+    assert run.rc == 0, run.stdout[-3000:]
+    result = run.task("Subnets")
+    assert result["changed"] is False and "192.0.2.0/24" in json.dumps(result)
+    assert [e["status"] for e in robot.log if e["path"].startswith("/subnet")][:2] == [503, 200]
+
+
+def test_robot_subnet_info_lasting_500_fails_clearly(robot: RobotStandin, tmp_path: Path) -> None:
+    robot.faults.append(FaultRule(method="GET", path="/subnet", status=500, code="INTERNAL_ERROR", count=100))
+    run = run_subnets(robot, tmp_path)
+    assert run.rc != 0
+    msg = run.task("Subnets")["msg"]
+    assert "500" in msg and "INTERNAL_ERROR" in msg and "Traceback" not in msg, msg
+
+
+def test_robot_order_is_never_repeated_after_a_server_error(robot: RobotStandin, tmp_path: Path,
+                                                            figures: Dict[str, Any]) -> None:
+    order = {"order": True, "order_test": False, "order_confirm": True, "order_subnet": "203.0.113.64/29"}
+    robot.faults.append(FaultRule(method="POST", path="/order/server_addon/transaction", status=503,
+                                  code="MAINTENANCE", count=1))
+    first = run_subnets(robot, tmp_path, **order)
+    assert first.rc != 0
+    msg = first.task("Order")["msg"]
+    assert "503" in msg and "Traceback" not in msg, msg
+    posts = [e for e in robot.log if e["method"] == "POST"]
+    assert len(posts) == 1, "an order was retried: %s" % posts
+    assert robot.snapshot()["transactions"] == []
+
+    second = run_subnets(robot, tmp_path, **order)
+    assert second.rc == 0, second.stdout[-3000:]
+    assert second.task("Order")["outcome"] == "ordered"
+    third = run_subnets(robot, tmp_path, **order)
+    assert third.rc == 0 and third.task("Order")["outcome"] == "exists" and third.task("Order")["changed"] is False
+    assert len(robot.snapshot()["transactions"]) == 1
+    assert len([e for e in robot.log if e["method"] == "POST" and e["status"] < 300]) == 1
+    figures.update(fault="503 on the order", order_attempts_in_failed_run=1, orders_placed=1)
 
 
 # ---------------------------------------------------------------- Cloud DNS
