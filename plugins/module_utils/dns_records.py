@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 TXT_CHUNK = 255
-PROTECTED_ALWAYS = ("SOA",)
+# Never deleted by pruning: the SOA, and DNSSEC data the signer (not this module) maintains.
+PROTECTED_ALWAYS = ("SOA", "DNSKEY", "CDS", "CDNSKEY", "RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "TYPE65534")
 DEFAULT_PROTECTED = ("SOA", "NS")
 PRUNE_POLICIES = ("none", "managed", "all")
 # DNSSEC bookkeeping types that may legally sit beside a CNAME.

@@ -14,8 +14,8 @@ description:
   - Reads the zone once, compares it with O(records), and writes only the difference.
   - Record sets are compared after normalisation, so order, case, trailing dots and the way a long
     TXT value is cut into 255-byte strings never cause a change.
-  - Record sets not listed in O(records) are deleted only as O(prune) allows; SOA is never deleted
-    and the types in O(protected_types) (NS by default) are never deleted.
+  - Record sets not listed in O(records) are deleted only as O(prune) allows; SOA and DNSSEC records are never
+    deleted and the types in O(protected_types) (NS by default) are never deleted.
   - A CNAME that would share its name with other data is refused before anything is written.
   - Check mode computes and reports the same changes without writing. Diff mode shows each changed
     record set before and after, as zone-file lines.
@@ -103,7 +103,8 @@ options:
     default: _kibamail-owned
   protected_types:
     description:
-      - Record types never deleted by pruning. SOA is always protected.
+      - Record types never deleted by pruning. SOA and the DNSSEC types a signer maintains (DNSKEY, CDS, CDNSKEY,
+        RRSIG, NSEC, NSEC3, NSEC3PARAM) are always protected.
       - Remove V(NS) from the list only to manage the zone's delegation records yourself.
     type: list
     elements: str

@@ -267,3 +267,10 @@ def test_reconcile_refuses_bad_input_before_reading():
     with pytest.raises(R.RecordError):
         R.reconcile(provider, R.ZoneRequest(ZONE, [{"name": "a", "type": "A", "values": ["nope"]}]), False)
     assert provider.reads == []
+
+
+def test_prune_all_never_touches_dnssec_data():
+    current = [SOA, NS, rs("@", "DNSKEY", ["257 3 13 AAAA"]), rs("@", "NSEC3PARAM", ["1 0 0 -"]),
+               rs("x", "A", ["192.0.2.1"])]
+    result = plan(current, [], prune="all", protected=())
+    assert [c.key for c in result.changes] == [("kbmta.net", "NS"), ("x.kbmta.net", "A")]
