@@ -12,7 +12,8 @@ Usage::
         bind.query("spf.kbmta.net", "TXT")          # dnspython answer (authoritative)
 
 Every zone is a primary with a writable journal. ``zones`` maps a zone name to
-extra zone-file lines (or None for just SOA and NS). The TSIG key (hmac-sha256)
+extra zone-file lines (or None for just SOA and NS); ``extra_options`` are added
+to the ``options`` block (for example ``"querylog yes;"``). The TSIG key (hmac-sha256)
 may update and transfer every zone; unsigned updates are refused. The server
 listens on 127.0.0.1 only, on a free high port, recursion off. Nothing leaves
 loopback.
@@ -68,9 +69,11 @@ class LoopbackBind:
     key_name = "kb-test-key"
     algorithm = "hmac-sha256"
 
-    def __init__(self, workdir: Path, zones: Dict[str, Optional[List[str]]], port: Optional[int] = None) -> None:
+    def __init__(self, workdir: Path, zones: Dict[str, Optional[List[str]]], port: Optional[int] = None,
+                 extra_options: Optional[List[str]] = None) -> None:
         self.workdir = Path(workdir)
         self.zones = zones
+        self.extra_options = list(extra_options or [])
         self.port = port or free_port()
         self.key_secret = base64.b64encode(os.urandom(32)).decode("ascii")
         self.process: Optional[subprocess.Popen] = None
@@ -94,6 +97,7 @@ class LoopbackBind:
             # The plan gives each MTA name one A record per sending IP (forward-confirmed
             # rDNS), more than BIND's default limit of 100 records per set.
             "  max-records-per-type 0;",
+        ] + ["  %s" % option for option in self.extra_options] + [
             "};",
             'controls { };',
         ]
