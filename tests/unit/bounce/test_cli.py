@@ -13,7 +13,9 @@ from hypothesis import given, settings, strategies as st
 
 from kb_bounce import cli, config as configmod, parse, store as storemod
 
-from conftest import CORPUS, FILES
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+CORPUS = os.path.join(ROOT, "tests", "bounce_corpus")
+FILES = os.path.join(ROOT, "roles", "bounce_inbound", "files")
 
 VERP = "bounces+alice=recipient.example@kb-bounces.kibamail.com"
 

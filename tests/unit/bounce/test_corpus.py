@@ -12,7 +12,7 @@ import yaml
 
 from kb_bounce import parse
 
-from conftest import CORPUS
+CORPUS = os.path.join(os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")), "tests", "bounce_corpus")
 
 with open(os.path.join(CORPUS, "expectations.yml"), encoding="utf-8") as _handle:
     EXPECTED = yaml.safe_load(_handle)["messages"]
