@@ -172,13 +172,29 @@ def test_verbose_site_run_leaks_no_secret(lab: Lab, figures: Dict[str, Any]) -> 
     assert any("key line" in name for name in secrets), "no DKIM private key found under %s/dkim" % lab.directory
     started = time.monotonic()
     run = run_playbook(["-i", str(ROOT / lab.data.get("inventory", "inventories/lab")), "site.yml", "-vvv",
-                        "--vault-password-file", str(VAULT_PASSWORD_FILE)], json_output=False, timeout=3600)
+                        "--vault-password-file", str(VAULT_PASSWORD_FILE)], json_output=False, timeout=3600,
+                       env_extra=lab_env(lab))
     output = run.stdout + run.stderr
     assert run.rc == 0, output[-4000:]
     leaked = sorted(name for name, value in secrets.items() if value in output)
     assert not leaked, "secrets printed by site.yml -vvv: %s" % leaked
     figures.update(secrets_checked=len(secrets), output_bytes=len(output), leaked=0,
                    seconds=round(time.monotonic() - started, 1))
+
+
+def lab_env(lab: Lab) -> Dict[str, str]:
+    """The environment scripts/lab.sh gives site.yml (export_lab_env)."""
+    dns = lab.data["dns"]
+    env = {"KB_LAB_DIR": str(lab.directory), "KB_LAB_JSON": str(lab.directory / "lab.json"),
+           "KB_LAB_DNS_SERVER": str(dns["address"]), "KB_LAB_DNS_PORT": str(dns.get("port", 53)),
+           "KB_LAB_TSIG_KEY_FILE": str(dns["tsig"]["key_file"]), "KB_LAB_TSIG_KEY_NAME": str(dns["tsig"]["name"]),
+           "KB_LAB_TSIG_ALGORITHM": str(dns["tsig"]["algorithm"]),
+           "KB_ROBOT_URL": str(lab.data["standins"]["robot"]["url"]),
+           "KB_CLOUD_DNS_URL": str(lab.data["standins"]["cloud_dns"]["url"])}
+    secret = lab.directory / "tsig.secret"
+    if secret.exists():
+        env["KB_LAB_TSIG_SECRET"] = secret.read_text().strip()
+    return env
 
 
 KEY_FILES = r'''
