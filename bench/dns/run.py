@@ -198,7 +198,7 @@ def main() -> None:
         for backend, func, peer in (("BIND (RFC 2136)", bench_rfc2136, "community.general.nsupdate"),
                                     ("Cloud DNS stand-in", bench_hetzner, "hetzner.hcloud.zone_rrset")):
             for tool in ("dns_zone", peer):
-                runs = [func(workdir, data, tool) for _ in range(args.runs)]
+                runs = [func(workdir, data, tool) for run_index in range(args.runs)]
                 for phase, elapsed, calls, changed in median_rows(runs):
                     print("| %s | %s | %s | %.1f | %d | %d |" % (backend, tool, phase, elapsed, calls, changed))
     print("\nDNS messages count the queries (zone transfers included) and signed updates BIND logged;"
