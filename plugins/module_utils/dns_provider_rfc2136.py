@@ -173,9 +173,9 @@ class Rfc2136Provider:
                 for rrset in message.answer:
                     rrsets.append(_to_record_set(rrset.name, rrset))
         except dns.xfr.TransferError as error:
-            raise ProviderError("zone transfer of %s from %s was refused (%s): allow transfers with this key "
-                                "(allow-transfer in BIND) or set read_method=query"
-                                % (zone, settings.where, dns.rcode.to_text(error.rcode)))
+            raise ProviderError("zone transfer of %s from %s was refused (%s): check that the server is a primary "
+                                "for %s, allow transfers with this key (allow-transfer in BIND) or set read_method=query"
+                                % (zone, settings.where, dns.rcode.to_text(error.rcode), zone))
         except dns.exception.Timeout:
             raise ProviderError("no answer from the DNS server at %s within %gs: check dns_server and dns_port, "
                                 "and that the server runs and is reachable" % (settings.where, settings.timeout))

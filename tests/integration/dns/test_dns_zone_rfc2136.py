@@ -185,3 +185,11 @@ def test_unreachable_server_is_a_clear_error(bind, zone_run):
     run = zone_run(RECORDS, port=closed, timeout=1, transport="udp", read_method="query")
     result = dns_zone_result(run)
     assert "no answer from the DNS server at 127.0.0.1 port %d within 1s" % closed in result["msg"]
+
+
+def test_zone_the_server_does_not_serve_is_a_clear_error(bind, zone_run):
+    run = zone_run([], zone="notthere.test")
+    result = dns_zone_result(run)
+    assert run.rc != 0
+    assert "zone transfer of notthere.test from 127.0.0.1 port %d was refused" % bind.port in result["msg"]
+    assert "primary for notthere.test" in result["msg"]
