@@ -149,3 +149,13 @@ def test_dns_playbook_with_the_hetzner_provider(cloud_api, plan, dkim_dir, tmp_p
         relative = rrset["name"][: -len(".kbmta.net")] if rrset["name"] != "kbmta.net" else "@"
         assert (relative, rrset["type"]) in created
     assert ("kb1._domainkey", "TXT") in created
+
+
+def test_dns_playbook_in_check_mode_publishes_nothing(bind, plan, dkim_dir, tmp_path):
+    run = run_playbook(DNS_PLAYBOOK, rfc2136_vars(bind, dkim_dir), tmp_path, inventory=INVENTORY,
+                       args=["--check", "--diff"])
+    assert run.rc == 0
+    results = run.task("Publish the record sets of each managed zone")
+    assert all(r["changed"] for r in results)
+    assert sum(len(r["diff"]) for r in results) >= len(plan["zones"]["kbmta.net"])
+    assert answer_values(bind, "spf.kbmta.net", "TXT") == (None, None)
