@@ -31,6 +31,7 @@ attributes:
     support: none
     description: Orders have no before/after text.
   action_group:
+    description: Use C(group/kibamail.email_platform.robot) in C(module_defaults) to set the credentials once.
     support: full
     membership:
       - kibamail.email_platform.robot

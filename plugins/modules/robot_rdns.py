@@ -31,6 +31,7 @@ attributes:
     support: full
     description: One line per changed address, before and after.
   action_group:
+    description: Use C(group/kibamail.email_platform.robot) in C(module_defaults) to set the credentials once.
     support: full
     membership:
       - kibamail.email_platform.robot
@@ -125,8 +126,14 @@ summary:
     update: {description: PTRs updated (or to update)., type: int, returned: always}
     delete: {description: PTRs deleted (or to delete)., type: int, returned: always}
     unchanged: {description: Wanted PTRs already right., type: int, returned: always}
-    api_calls: {description: HTTP requests sent, retries included., type: int, returned: always}
+    api_calls: {description: "HTTP requests sent, retries included.", type: int, returned: always}
     rate_limit_waited: {description: Seconds spent waiting on rate limits., type: float, returned: always}
+rate_limit_waits:
+  description: One entry per wait on a rate limit, with the request and the seconds waited.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{request: PUT /rdns/192.0.2.77, seconds: 60}]
 remaining:
   description: Changes not written because the run failed (rate limit budget spent, API error).
   returned: failure

@@ -26,6 +26,7 @@ attributes:
     support: none
     description: Reads only.
   action_group:
+    description: Use C(group/kibamail.email_platform.robot) in C(module_defaults) to set the credentials once.
     support: full
     membership:
       - kibamail.email_platform.robot
@@ -69,8 +70,8 @@ subnets:
     mask: {description: Prefix length as an integer., type: int, returned: always, sample: 24}
     cidr: {description: Address and prefix length., type: str, returned: always, sample: 192.0.2.0/24}
     gateway: {description: Gateway address of the subnet., type: str, returned: always}
-    server_ip: {description: Main IP of the server the subnet is routed to, or null., type: str, returned: always}
-    server_number: {description: Number of that server, or null., type: int, returned: always}
+    server_ip: {description: "Main IP of the server the subnet is routed to, or null.", type: str, returned: always}
+    server_number: {description: "Number of that server, or null.", type: int, returned: always}
     failover: {description: Whether this is a failover subnet., type: bool, returned: always}
     locked: {description: Whether the subnet is locked., type: bool, returned: always}
     routing_target:

@@ -5,11 +5,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-from pathlib import Path
-
 from conftest import ROOT
 
 

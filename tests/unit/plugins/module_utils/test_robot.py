@@ -73,7 +73,7 @@ def test_form_encoding_sorts_keys_and_repeats_list_items() -> None:
 
 def test_request_sends_basic_auth_form_body_and_decodes_json() -> None:
     script = Script([(201, {"rdns": {"ip": "192.0.2.7", "ptr": "x.example"}})])
-    c, _ = client(script)
+    c, _slept = client(script)
     answer = c.request("PUT", "/rdns/192.0.2.7", form={"ptr": "x.example"})
     assert answer == {"rdns": {"ip": "192.0.2.7", "ptr": "x.example"}}
     req = script.requests[0]
@@ -84,19 +84,19 @@ def test_request_sends_basic_auth_form_body_and_decodes_json() -> None:
 
 def test_get_has_no_body_and_query_is_encoded() -> None:
     script = Script([(200, [])])
-    c, _ = client(script)
+    c, _slept = client(script)
     c.get_list("/rdns", query={"server_ip": "203.0.113.21"})
     assert script.wire() == [("GET", "http://robot.test/rdns?server_ip=203.0.113.21", None)]
     assert "Content-Type" not in script.requests[0].headers
 
 
 def test_empty_list_is_404_not_found() -> None:
-    c, _ = client(Script([err(404, "NOT_FOUND")]))
+    c, _slept = client(Script([err(404, "NOT_FOUND")]))
     assert c.get_list("/subnet") == []
 
 
 def test_expected_not_found_code_is_absence_and_others_raise() -> None:
-    c, _ = client(Script([err(404, "RDNS_NOT_FOUND"), err(404, "IP_NOT_FOUND")]))
+    c, _slept = client(Script([err(404, "RDNS_NOT_FOUND"), err(404, "IP_NOT_FOUND")]))
     assert c.request("GET", "/rdns/192.0.2.7", absent_codes=("RDNS_NOT_FOUND",)) is None
     with pytest.raises(RobotError) as info:
         c.request("GET", "/rdns/192.0.2.8", absent_codes=("RDNS_NOT_FOUND",))
@@ -169,7 +169,7 @@ def test_network_error_is_retried_then_reported() -> None:
 
 
 def test_invalid_input_names_missing_and_invalid_parameters() -> None:
-    c, _ = client(Script([err(400, "INVALID_INPUT", missing=["ptr"], invalid=["ip"])]))
+    c, _slept = client(Script([err(400, "INVALID_INPUT", missing=["ptr"], invalid=["ip"])]))
     with pytest.raises(RobotError) as info:
         c.request("POST", "/rdns/192.0.2.7", form={})
     assert "missing parameters: ptr" in str(info.value) and "invalid parameters: ip" in str(info.value)

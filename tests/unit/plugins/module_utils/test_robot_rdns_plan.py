@@ -89,7 +89,7 @@ def test_diff_text_shows_only_changed_addresses() -> None:
 
 
 names = st.from_regex(r"[a-z][a-z0-9-]{0,10}\.example", fullmatch=True)
-addresses = st.integers(min_value=0, max_value=63).map(lambda n: "192.0.2.{0}".format(n))
+addresses = st.integers(min_value=0, max_value=63).map("192.0.2.{0}".format)
 
 
 @settings(max_examples=100, deadline=None)

@@ -63,7 +63,6 @@ def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, args: Di
     return result, script, slept
 
 
-
 BASE = {"server_number": 101, "product_id": "subnet_ipv4_29", "reason": "Sending IPs of the transactional pool",
         "subnet": "203.0.113.64/29", "poll_interval": 1}
 PRODUCTS = (200, [{"product": {"id": "subnet_ipv4_29", "name": "Subnet /29"}}])
@@ -76,7 +75,7 @@ ORDER_BODY = "product_id=subnet_ipv4_29&reason=Sending+IPs+of+the+transactional+
 
 
 def test_default_is_a_dry_run(monkeypatch, capsys) -> None:
-    result, script, _ = run(monkeypatch, capsys, BASE, [
+    result, script, _slept = run(monkeypatch, capsys, BASE, [
         err(404, "SUBNET_NOT_FOUND"), err(404, "NOT_FOUND"), PRODUCTS,
         (201, {"transaction": dict(PENDING, id="TEST-1")}),
     ])
@@ -90,13 +89,13 @@ def test_default_is_a_dry_run(monkeypatch, capsys) -> None:
 
 
 def test_existing_subnet_means_no_order(monkeypatch, capsys) -> None:
-    result, script, _ = run(monkeypatch, capsys, dict(BASE, test=False, confirm_order=True), [(200, SUBNET)])
+    result, script, _slept = run(monkeypatch, capsys, dict(BASE, test=False, confirm_order=True), [(200, SUBNET)])
     assert script.wire() == [("GET", "/subnet/203.0.113.64", None)]
     assert result["changed"] is False and result["outcome"] == "exists"
 
 
 def test_pending_order_means_no_new_order(monkeypatch, capsys) -> None:
-    result, script, _ = run(monkeypatch, capsys, dict(BASE, test=False, confirm_order=True), [
+    result, script, _slept = run(monkeypatch, capsys, dict(BASE, test=False, confirm_order=True), [
         err(404, "SUBNET_NOT_FOUND"),
         (200, [{"transaction": dict(PENDING, status="ready", id="OLD")}, {"transaction": PENDING}]),
         (200, {"transaction": READY}),
@@ -108,15 +107,15 @@ def test_pending_order_means_no_new_order(monkeypatch, capsys) -> None:
 
 
 def test_real_order_needs_confirmation(monkeypatch, capsys) -> None:
-    result, script, _ = run(monkeypatch, capsys, dict(BASE, test=False),
-                            [err(404, "SUBNET_NOT_FOUND"), err(404, "NOT_FOUND")])
+    result, script, _slept = run(monkeypatch, capsys, dict(BASE, test=False),
+                                 [err(404, "SUBNET_NOT_FOUND"), err(404, "NOT_FOUND")])
     assert "POST" not in [w[0] for w in script.wire()]
     assert result["failed"] is True and "confirm_order=true" in result["msg"]
 
 
 def test_check_mode_never_orders(monkeypatch, capsys) -> None:
-    result, script, _ = run(monkeypatch, capsys, dict(BASE, test=False, confirm_order=True, _ansible_check_mode=True),
-                            [err(404, "SUBNET_NOT_FOUND"), err(404, "NOT_FOUND")])
+    result, script, _slept = run(monkeypatch, capsys, dict(BASE, test=False, confirm_order=True, _ansible_check_mode=True),
+                                 [err(404, "SUBNET_NOT_FOUND"), err(404, "NOT_FOUND")])
     assert [w[0] for w in script.wire()] == ["GET", "GET"]
     assert result["changed"] is True and result["outcome"] == "would_order"
 
@@ -138,8 +137,8 @@ def test_real_order_waits_until_ready(monkeypatch, capsys) -> None:
 
 
 def test_unknown_product_lists_what_can_be_ordered(monkeypatch, capsys) -> None:
-    result, script, _ = run(monkeypatch, capsys, dict(BASE, product_id="subnet_ipv4_24"),
-                            [err(404, "SUBNET_NOT_FOUND"), err(404, "NOT_FOUND"), PRODUCTS])
+    result, script, _slept = run(monkeypatch, capsys, dict(BASE, product_id="subnet_ipv4_24"),
+                                 [err(404, "SUBNET_NOT_FOUND"), err(404, "NOT_FOUND"), PRODUCTS])
     assert "POST" not in [w[0] for w in script.wire()]
     assert "subnet_ipv4_29" in result["msg"]
 

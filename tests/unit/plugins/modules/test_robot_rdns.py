@@ -67,7 +67,7 @@ PTRS = {"192.0.2.2": "us-mta1.kbmta.net", "192.0.2.3": "us-mta1.kbmta.net", "192
 
 
 def test_first_convergence_reads_once_and_creates_with_put(monkeypatch, capsys) -> None:
-    result, script, _ = run(monkeypatch, capsys, {"ptr_map": PTRS}, [
+    result, script, _slept = run(monkeypatch, capsys, {"ptr_map": PTRS}, [
         err(404, "NOT_FOUND"),
         (201, {}), (201, {}), (201, {}),
     ])
@@ -83,14 +83,14 @@ def test_first_convergence_reads_once_and_creates_with_put(monkeypatch, capsys) 
 
 
 def test_unchanged_run_costs_one_read(monkeypatch, capsys) -> None:
-    result, script, _ = run(monkeypatch, capsys, {"ptr_map": PTRS}, [rdns_list(PTRS)])
+    result, script, _slept = run(monkeypatch, capsys, {"ptr_map": PTRS}, [rdns_list(PTRS)])
     assert script.wire() == [("GET", "/rdns", None)]
     assert result["changed"] is False and result["changes"] == []
 
 
 def test_changed_entry_is_updated_with_post(monkeypatch, capsys) -> None:
     current = dict(PTRS, **{"192.0.2.3": "old.kbmta.net"})
-    result, script, _ = run(monkeypatch, capsys, {"ptr_map": PTRS, "server_ips": ["203.0.113.21", "203.0.113.22"]}, [
+    result, script, _slept = run(monkeypatch, capsys, {"ptr_map": PTRS, "server_ips": ["203.0.113.21", "203.0.113.22"]}, [
         rdns_list({k: v for k, v in current.items() if k != "192.0.2.130"}),
         rdns_list({"192.0.2.130": current["192.0.2.130"]}),
         (200, {}),
@@ -105,8 +105,8 @@ def test_changed_entry_is_updated_with_post(monkeypatch, capsys) -> None:
 
 
 def test_check_and_diff_mode_only_read(monkeypatch, capsys) -> None:
-    result, script, _ = run(monkeypatch, capsys, {"ptr_map": PTRS, "_ansible_check_mode": True, "_ansible_diff": True},
-                            [rdns_list({"192.0.2.2": "us-mta1.kbmta.net"})])
+    result, script, _slept = run(monkeypatch, capsys, {"ptr_map": PTRS, "_ansible_check_mode": True, "_ansible_diff": True},
+                                 [rdns_list({"192.0.2.2": "us-mta1.kbmta.net"})])
     assert script.wire() == [("GET", "/rdns", None)]
     assert result["changed"] is True
     assert [c["ip"] for c in result["changes"]] == ["192.0.2.3", "192.0.2.130"]
@@ -114,7 +114,7 @@ def test_check_and_diff_mode_only_read(monkeypatch, capsys) -> None:
 
 
 def test_create_that_races_into_a_conflict_becomes_an_update(monkeypatch, capsys) -> None:
-    result, script, _ = run(monkeypatch, capsys, {"ptr_map": {"192.0.2.2": "a.example"}}, [
+    result, script, _slept = run(monkeypatch, capsys, {"ptr_map": {"192.0.2.2": "a.example"}}, [
         err(404, "NOT_FOUND"), err(409, "RDNS_ALREADY_EXISTS"), (200, {}),
     ])
     assert script.wire() == [("GET", "/rdns", None), ("PUT", "/rdns/192.0.2.2", "ptr=a.example"),
@@ -123,9 +123,9 @@ def test_create_that_races_into_a_conflict_becomes_an_update(monkeypatch, capsys
 
 
 def test_purge_deletes_unwanted_entries_of_the_subnet(monkeypatch, capsys) -> None:
-    result, script, _ = run(monkeypatch, capsys, {"subnet": "192.0.2.0/30", "ptr_template": "m{last_octet}.example",
-                                                  "purge": True, "skip_network_and_broadcast": False,
-                                                  "exclude": ["192.0.2.3"]}, [
+    result, script, _slept = run(monkeypatch, capsys, {"subnet": "192.0.2.0/30", "ptr_template": "m{last_octet}.example",
+                                                       "purge": True, "skip_network_and_broadcast": False,
+                                                       "exclude": ["192.0.2.3"]}, [
         rdns_list({"192.0.2.0": "m0.example", "192.0.2.1": "m1.example", "192.0.2.2": "m2.example",
                    "192.0.2.3": "stray.example", "192.0.2.9": "outside.example"}),
         (200, None),
@@ -164,10 +164,10 @@ def test_wrong_password_fails_after_one_request(monkeypatch, capsys) -> None:
 
 
 def test_purge_with_a_map_needs_a_scope(monkeypatch, capsys) -> None:
-    result, script, _ = run(monkeypatch, capsys, {"ptr_map": PTRS, "purge": True}, [])
+    result, script, _slept = run(monkeypatch, capsys, {"ptr_map": PTRS, "purge": True}, [])
     assert script.requests == [] and "purge_scope" in result["msg"]
 
 
 def test_bad_input_fails_before_any_request(monkeypatch, capsys) -> None:
-    result, script, _ = run(monkeypatch, capsys, {"subnet": "192.0.2.0/24", "ptr_template": "{nope}.example"}, [])
+    result, script, _slept = run(monkeypatch, capsys, {"subnet": "192.0.2.0/24", "ptr_template": "{nope}.example"}, [])
     assert script.requests == [] and "unknown field" in result["msg"]

@@ -63,7 +63,6 @@ def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, args: Di
     return result, script, slept
 
 
-
 SUBNET_A = {"ip": "192.0.2.0", "mask": 24, "gateway": "192.0.2.1", "server_ip": None, "server_number": None,
             "failover": False, "locked": False}
 SUBNET_B = {"ip": "198.51.100.0", "mask": "24", "gateway": "198.51.100.1", "server_ip": "203.0.113.31",
@@ -71,13 +70,13 @@ SUBNET_B = {"ip": "198.51.100.0", "mask": "24", "gateway": "198.51.100.1", "serv
 
 
 def test_empty_account_is_an_empty_list(monkeypatch, capsys) -> None:
-    result, script, _ = run(monkeypatch, capsys, {}, [err(404, "NOT_FOUND")])
+    result, script, _slept = run(monkeypatch, capsys, {}, [err(404, "NOT_FOUND")])
     assert script.wire() == [("GET", "/subnet", None)]
     assert result["subnets"] == [] and result["changed"] is False
 
 
 def test_server_filter_and_integer_mask(monkeypatch, capsys) -> None:
-    result, script, _ = run(monkeypatch, capsys, {"server_ip": "203.0.113.31"}, [(200, [{"subnet": SUBNET_B}])])
+    result, script, _slept = run(monkeypatch, capsys, {"server_ip": "203.0.113.31"}, [(200, [{"subnet": SUBNET_B}])])
     assert script.wire() == [("GET", "/subnet?server_ip=203.0.113.31", None)]
     assert result["subnets"][0]["mask"] == 24 and result["subnets"][0]["routing_target"]["type"] == "server"
 
@@ -85,7 +84,7 @@ def test_server_filter_and_integer_mask(monkeypatch, capsys) -> None:
 def test_vswitch_subnets_are_resolved(monkeypatch, capsys) -> None:
     vswitch = {"id": 4001, "name": "tx", "vlan": 4001, "cancelled": False, "server": [],
                "subnet": [{"ip": "192.0.2.0", "mask": 24, "gateway": "192.0.2.1"}]}
-    result, script, _ = run(monkeypatch, capsys, {}, [
+    result, script, _slept = run(monkeypatch, capsys, {}, [
         (200, [{"subnet": SUBNET_B}, {"subnet": SUBNET_A}]),
         (200, [{"id": 4001, "name": "tx", "vlan": 4001, "cancelled": False},
                {"id": 9, "name": "old", "vlan": 4009, "cancelled": True}]),
@@ -100,8 +99,8 @@ def test_vswitch_subnets_are_resolved(monkeypatch, capsys) -> None:
 
 def test_pools_filter_reports_missing_pools(monkeypatch, capsys) -> None:
     pools = {"transactional": {"subnet": "198.51.100.0/24"}, "marketing": {"subnet": "203.0.113.0/24"}}
-    result, script, _ = run(monkeypatch, capsys, {"pools": pools, "resolve_vswitch": False},
-                            [(200, [{"subnet": SUBNET_A}, {"subnet": SUBNET_B}])])
+    result, script, _slept = run(monkeypatch, capsys, {"pools": pools, "resolve_vswitch": False},
+                                 [(200, [{"subnet": SUBNET_A}, {"subnet": SUBNET_B}])])
     assert script.wire() == [("GET", "/subnet", None)]
     assert result["missing_pools"] == ["marketing"]
     assert [s["cidr"] for s in result["subnets"]] == ["198.51.100.0/24"]
