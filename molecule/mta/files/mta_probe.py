@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+# Copyright: Contributors to the kibamail.email_platform project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""SMTP conversations with the MTA's PROXY listeners, as a load balancer
+would forward them. Prints one JSON object: the SMTP reply code of each
+step of each case, for verify.yml to assert on."""
+from __future__ import annotations
+
+import argparse
+import json
+import smtplib
+import socket
+import ssl
+from email.message import EmailMessage
+from typing import Dict, Optional
+
+
+class ProxyHeader(smtplib.SMTP):
+    """Send a PROXY v1 header before the SMTP conversation starts."""
+
+    client_ip = "203.0.113.50"
+
+    def _get_socket(self, host, port, timeout):  # type: ignore[override]
+        sock = socket.create_connection((host, port), timeout)
+        sock.sendall(("PROXY TCP4 %s %s 40000 %d\r\n" % (self.client_ip, host, port)).encode())
+        return sock
+
+
+class ProxySMTP(ProxyHeader):
+    pass
+
+
+class ProxySMTPS(smtplib.SMTP_SSL, ProxyHeader):
+    pass
+
+
+def tls_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def message(sender: str, rcpt: str, token: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = rcpt
+    msg["Subject"] = "molecule mta " + token
+    msg["Message-ID"] = "<%s@molecule.test>" % token
+    msg.set_content("Test message " + token + "\n")
+    return msg
+
+
+def code_of(exc: Exception) -> int:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return list(exc.recipients.values())[0][0]
+    if isinstance(exc, (smtplib.SMTPResponseException,)):
+        return exc.smtp_code
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return -1
+    return -2
+
+
+def conversation(host: str, port: int, implicit_tls: bool, starttls: bool,
+                 login: Optional[str], password: Optional[str],
+                 sender: str, rcpt: str, token: str) -> Dict[str, object]:
+    result: Dict[str, object] = {"port": port}
+    cls = ProxySMTPS if implicit_tls else ProxySMTP
+    kwargs = {"context": tls_context()} if implicit_tls else {}
+    with cls(host, port, timeout=20, **kwargs) as smtp:  # type: ignore[arg-type]
+        smtp.ehlo("client.molecule.test")
+        result["auth_offered_before_tls"] = smtp.has_extn("auth") and not implicit_tls
+        if starttls:
+            smtp.starttls(context=tls_context())
+            smtp.ehlo("client.molecule.test")
+        result["auth_offered"] = smtp.has_extn("auth")
+        if login is not None:
+            try:
+                code, _ = smtp.login(login, password or "")
+                result["auth"] = code
+            except Exception as exc:  # noqa: BLE001 - the code is the result
+                result["auth"] = code_of(exc)
+                return result
+        try:
+            smtp.send_message(message(sender, rcpt, token), from_addr=sender, to_addrs=[rcpt])
+            result["send"] = 250
+        except Exception as exc:  # noqa: BLE001
+            result["send"] = code_of(exc)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--password", required=True)
+    parser.add_argument("--token", required=True)
+    args = parser.parse_args()
+    h, pw, t = args.host, args.password, args.token
+    user = "support@kibamail.com"
+    rcpt = "alice@recipient.example"
+    cases = {
+        # The customer, STARTTLS on the submission listener: must be relayed.
+        "submission_ok": conversation(h, 2587, False, True, user, pw, user, rcpt, t),
+        # The same over implicit TLS.
+        "submissions_ok": conversation(h, 2465, True, False, user, pw, user, rcpt, t + "-465"),
+        # AUTH without TLS: Postfix must not even offer it.
+        "plaintext_auth": conversation(h, 2525, False, False, user, pw, user, rcpt, t + "-plain"),
+        # Wrong password.
+        "bad_password": conversation(h, 2587, False, True, user, pw + "x", user, rcpt, t + "-badpw"),
+        # Authenticated, but MAIL FROM another domain / an address it does not own.
+        "other_domain": conversation(h, 2587, False, True, user, pw, "someone@other.example", rcpt, t + "-other"),
+        "other_address": conversation(h, 2587, False, True, user, pw, "sales@kibamail.com", rcpt, t + "-sales"),
+        # No AUTH at all: relaying must be refused.
+        "unauth_relay": conversation(h, 2525, False, True, None, None, user, rcpt, t + "-relay"),
+        "unauth_relay_other": conversation(h, 2525, False, False, None, None,
+                                           "someone@other.example", rcpt, t + "-relay2"),
+    }
+    print(json.dumps(cases, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
