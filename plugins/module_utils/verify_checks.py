@@ -593,6 +593,17 @@ def customer_task(resolver: Resolver, evaluator: SpfEvaluator, plan: dict, domai
 # --------------------------------------------------------------------------
 # running everything
 
+def preflight(resolver: Resolver, plan: dict) -> Optional[str]:
+    """Why the DNS checks cannot run at all (the server does not answer), or None.
+
+    Asked once before thousands of lookups, so an unreachable server fails in seconds, not minutes."""
+    domain = plan.get("domain") or plan.get("spf_domain", "")
+    answer = resolver.lookup(domain, "SOA")
+    if answer.status == ERROR:
+        return "the name server does not answer (%s): check verify_nameserver / the module's nameserver and port" % answer.error
+    return None
+
+
 def run_dns_checks(plan: dict, resolver: Resolver, options: Optional[DnsOptions] = None) -> List[CheckResult]:
     """Every DNS check of the plan, concurrently; results sorted by category, check, subject."""
     options = options or DnsOptions()

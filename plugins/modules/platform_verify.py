@@ -52,6 +52,7 @@ options:
   nameserver:
     description:
       - Address of the DNS server to ask. Default is the system resolver (/etc/resolv.conf).
+      - A server that does not answer at all fails the task at once, before any check runs.
     type: str
   nameserver_port:
     description: Port of O(nameserver).
@@ -260,7 +261,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils import verify_dns, verify_spf
-from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_checks import DnsOptions, run_dns_checks
+from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_checks import DnsOptions, preflight, run_dns_checks
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_report import (
     render_html,
     render_table,
@@ -337,7 +338,12 @@ def main():
         resolver = verify_dns.DnsPythonResolver(params["nameserver"], params["nameserver_port"], params["dns_timeout"])
         options = DnsOptions(dkim_public_keys={k.lower().rstrip("."): v for k, v in params["dkim_public_keys"].items()},
                              dnsbl_zones=params["dnsbl_zones"], categories=params["checks"], workers=params["workers"])
-        results = run_dns_checks(plan, resolver, options)
+        results = []
+        if set(params["checks"]) & {"platform", "ip", "customer"}:
+            problem = preflight(resolver, plan)
+            if problem:
+                module.fail_json(msg="no DNS check can run: %s" % problem)
+            results = run_dns_checks(plan, resolver, options)
         if "host" in params["checks"]:
             targets = [SmtpTarget(**t) for t in params["smtp_targets"]]
             if params["probe_plan_hosts"]:

@@ -114,3 +114,25 @@ def test_missing_pyspf_says_what_to_install(monkeypatch, capsys):
     monkeypatch.setattr(verify_spf, "HAS_PYSPF", False)
     out, _asked = run(monkeypatch, capsys, {})
     assert out["failed"] is True and "pyspf" in out["msg"]
+
+
+def test_unreachable_name_server_fails_fast(monkeypatch, capsys):
+    class Down(verify_dns.StaticResolver):
+        def lookup(self, name, rdtype):
+            self.asked = getattr(self, "asked", 0) + 1
+            return verify_dns.Answer(name=name, rdtype=rdtype, status=verify_dns.ERROR, error="timed out asking 192.0.2.53 port 53")
+
+    servers = []
+
+    def resolver(nameserver=None, port=53, timeout=3.0):
+        servers.append(Down({}))
+        servers[-1].description = "192.0.2.53 port 53"
+        return servers[-1]
+
+    monkeypatch.setattr(verify_dns, "DnsPythonResolver", resolver)
+    with patch_module_args({"plan": PLAN, "nameserver": "192.0.2.53"}):
+        with pytest.raises(SystemExit):
+            platform_verify.main()
+    out = json.loads(capsys.readouterr().out)
+    assert out["failed"] is True and out["msg"].startswith("no DNS check can run: the name server does not answer (timed out")
+    assert servers[0].asked == 1
