@@ -99,3 +99,28 @@ def test_network_playbook_refuses_a_missing_pool_subnet(standin, playbook) -> No
     assert run.rc != 0
     assert "robot_order_subnets=true" in run.result("Fail when a pool has no subnet in Robot")["msg"]
     assert not [e for e in standin.log if e["method"] in ("PUT", "POST", "DELETE")]
+
+
+def test_network_playbook_orders_a_missing_subnet_only_when_asked(standin, playbook) -> None:
+    standin.state["products"]["101"].append({"id": "subnet_ipv4_24", "name": "Additional subnet /24"})
+    standin.state["order_pool"].append({"ip": "203.0.113.0", "mask": 24, "gateway": "203.0.113.1"})
+    args = ["--vault-password-file", str(ROOT / "inventories" / "lab.vault-password.lab-only")]
+    inventory = str(ROOT / "inventories" / "lab")
+    network = str(ROOT / "playbooks" / "network.yml")
+
+    dry = playbook(network, {"robot_order_subnets": True, "robot_server_number": 101}, inventory=inventory, args=args)
+    assert dry.rc != 0   # dry run done, then the missing subnet stops the play
+    orders = dry.result("Order the missing pool subnets (dry run unless robot_order_confirm)")["results"]
+    assert [(o["item"], o["outcome"]) for o in orders] == [("marketing", "dry_run")]
+    assert standin.snapshot()["transactions"] == []
+
+    real = playbook(network, {"robot_order_subnets": True, "robot_order_confirm": True, "robot_server_number": 101},
+                    inventory=inventory, args=args)
+    assert real.rc == 0, real.stdout[-3000:]
+    orders = real.result("Order the missing pool subnets (dry run unless robot_order_confirm)")["results"]
+    assert [(o["item"], o["outcome"], o["subnet"]["cidr"]) for o in orders] == [("marketing", "ordered", "203.0.113.0/24")]
+    posts = [e["form"] for e in standin.log if e["path"] == "/order/server_addon/transaction" and e["method"] == "POST"]
+    assert [(p["product_id"], p["server_number"], p["test"]) for p in posts] == [
+        ("subnet_ipv4_24", "101", "true"), ("subnet_ipv4_24", "101", "false")]
+    ptrs = standin.snapshot()["rdns"]
+    assert ptrs["203.0.113.10"].startswith("eu-mta") and ptrs["192.0.2.10"].startswith("us-mta")
