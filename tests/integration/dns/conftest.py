@@ -82,6 +82,12 @@ def run_playbook(playbook: Path, extra: Dict[str, Any], tmp_path: Path, inventor
     return PlaybookRun(process)
 
 
+@pytest.fixture(scope="session")
+def playbook_runner():
+    """``run_playbook`` for test modules (they must not import conftest by name)."""
+    return run_playbook
+
+
 @pytest.fixture
 def zone_run(bind, tmp_path):
     """Run zone.yml (one dns_zone task) against the loopback BIND."""

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-
 import urllib.request
+from pathlib import Path
 
 import dns.rcode
 import pytest
 
-from conftest import ROOT, run_playbook
-
+ROOT = Path(__file__).resolve().parents[3]
 INVENTORY = str(ROOT / "inventories" / "lab")
 DNS_PLAYBOOK = ROOT / "playbooks" / "dns.yml"
 
@@ -39,10 +38,10 @@ def answer_values(bind, name, rtype):
 
 
 @pytest.fixture(scope="module")
-def plan(tmp_path_factory):
+def plan(tmp_path_factory, playbook_runner):
     out = tmp_path_factory.mktemp("plan") / "plan.json"
-    run = run_playbook(ROOT / "playbooks" / "plan.yml", {"plan_output_file": str(out)}, out.parent,
-                       inventory=INVENTORY)
+    run = playbook_runner(ROOT / "playbooks" / "plan.yml", {"plan_output_file": str(out)}, out.parent,
+                          inventory=INVENTORY)
     assert run.rc == 0, run.stderr
     return json.loads(out.read_text())
 
@@ -64,9 +63,9 @@ def rfc2136_vars(bind, dkim_dir):
             "dns_tsig_algorithm": "hmac-sha256", "platform_dkim_key_dir": str(dkim_dir)}
 
 
-def test_dns_playbook_publishes_the_plan_and_is_idempotent(bind, plan, dkim_dir, tmp_path):
+def test_dns_playbook_publishes_the_plan_and_is_idempotent(bind, plan, dkim_dir, tmp_path, playbook_runner):
     extra = rfc2136_vars(bind, dkim_dir)
-    first = run_playbook(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
+    first = playbook_runner(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
     assert first.rc == 0, first.task("Publish the record sets of each managed zone")
     assert first.stats["changed"] >= 1
 
@@ -83,17 +82,17 @@ def test_dns_playbook_publishes_the_plan_and_is_idempotent(bind, plan, dkim_dir,
     body = "".join(line for line in pem.splitlines() if "-----" not in line)
     assert dkim[0].endswith("p=" + body)
 
-    second = run_playbook(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
+    second = playbook_runner(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
     assert second.rc == 0
     assert second.stats["changed"] == 0
     summaries = [r["summary"] for r in second.task("Publish the record sets of each managed zone")]
     assert all(s["create"] == s["update"] == s["delete"] == 0 for s in summaries)
 
 
-def test_missing_dkim_key_is_skipped_with_a_warning(bind, tmp_path):
+def test_missing_dkim_key_is_skipped_with_a_warning(bind, tmp_path, playbook_runner):
     empty = tmp_path / "no-keys"
     empty.mkdir()
-    run = run_playbook(DNS_PLAYBOOK, rfc2136_vars(bind, empty), tmp_path, inventory=INVENTORY)
+    run = playbook_runner(DNS_PLAYBOOK, rfc2136_vars(bind, empty), tmp_path, inventory=INVENTORY)
     assert run.rc == 0
     (warning,) = run.task("Warn about DKIM keys that do not exist yet")
     assert "WARNING: no DKIM public key at %s/kibamail.com.kb1.pub" % empty in warning["msg"]
@@ -101,13 +100,13 @@ def test_missing_dkim_key_is_skipped_with_a_warning(bind, tmp_path):
     assert answer_values(bind, "_dmarc.kibamail.com", "TXT")[1] is not None
 
 
-def test_unmanaged_customer_zone_gets_zone_file_lines(bind, plan, dkim_dir, tmp_path):
+def test_unmanaged_customer_zone_gets_zone_file_lines(bind, plan, dkim_dir, tmp_path, playbook_runner):
     customers = [{"domain": "kibamail.com", "pool": "transactional", "dkim_selector": "kb1",
                   "return_path_label": "kb-bounces", "zone_managed": False, "dmarc_policy": "none",
                   "logins": [{"username": "support@kibamail.com", "password": "unused",
                               "senders": ["support@kibamail.com"]}]}]
     extra = dict(rfc2136_vars(bind, dkim_dir), platform_customers=customers)
-    run = run_playbook(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
+    run = playbook_runner(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
     assert run.rc == 0, run.stderr
     (shown,) = run.task("Show the records each unmanaged customer zone must hold")
     lines = shown["msg"]
@@ -134,12 +133,12 @@ def cloud_api(tmp_path):
     process.wait(timeout=10)
 
 
-def test_dns_playbook_with_the_hetzner_provider(cloud_api, plan, dkim_dir, tmp_path):
+def test_dns_playbook_with_the_hetzner_provider(cloud_api, plan, dkim_dir, tmp_path, playbook_runner):
     extra = {"dns_provider": "hetzner", "hcloud_token": "lab-token", "hcloud_endpoint": cloud_api + "/v1",
              "platform_dkim_key_dir": str(dkim_dir)}
-    first = run_playbook(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
+    first = playbook_runner(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
     assert first.rc == 0, first.task("Publish the record sets of each managed zone")
-    second = run_playbook(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
+    second = playbook_runner(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
     assert second.rc == 0 and second.stats["changed"] == 0
     with urllib.request.urlopen(cloud_api + "/_standin/requests") as response:
         log = json.load(response)["requests"]
@@ -151,9 +150,9 @@ def test_dns_playbook_with_the_hetzner_provider(cloud_api, plan, dkim_dir, tmp_p
     assert ("kb1._domainkey", "TXT") in created
 
 
-def test_dns_playbook_in_check_mode_publishes_nothing(bind, plan, dkim_dir, tmp_path):
-    run = run_playbook(DNS_PLAYBOOK, rfc2136_vars(bind, dkim_dir), tmp_path, inventory=INVENTORY,
-                       args=["--check", "--diff"])
+def test_dns_playbook_in_check_mode_publishes_nothing(bind, plan, dkim_dir, tmp_path, playbook_runner):
+    run = playbook_runner(DNS_PLAYBOOK, rfc2136_vars(bind, dkim_dir), tmp_path, inventory=INVENTORY,
+                          args=["--check", "--diff"])
     assert run.rc == 0
     results = run.task("Publish the record sets of each managed zone")
     assert all(r["changed"] for r in results)
