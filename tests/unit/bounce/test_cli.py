@@ -178,3 +178,18 @@ def test_wrapper_script_runs_the_package(tmp_path, files_dir, config_file):
                           cwd=str(tmp_path), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert b"configuration valid" in proc.stdout
+
+
+def test_processor_defect_quarantines_instead_of_bouncing(config_file, tmp_path, monkeypatch):
+    cfg = configmod.load(config_file())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("defect")
+
+    monkeypatch.setattr(cli, "event_payload", broken)
+    monkeypatch.setattr(cli, "read_stdin", lambda limit: _corpus("postfix-user-unknown.eml"))
+    args = cli.build_parser().parse_args(["ingest", "--recipient", VERP])
+    assert cli.cmd_ingest(args, cfg) == 0
+    kept = [n for n in os.listdir(tmp_path / "quarantine") if n.endswith(".json")]
+    assert len(kept) == 1
+    assert "processor error" in (tmp_path / "quarantine" / kept[0]).read_text(encoding="utf-8")

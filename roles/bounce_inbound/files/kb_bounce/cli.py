@@ -114,6 +114,20 @@ def cmd_ingest(args: argparse.Namespace, config: configmod.Config) -> int:
     except (sqlite3.Error, OSError) as exc:
         print("kb-bounce: cannot store the message, Postfix will retry: %s" % exc, file=sys.stderr)
         return EX_TEMPFAIL
+    except Exception as exc:  # pylint: disable=broad-except
+        # A defect of the processor must neither bounce the message nor lose it.
+        return keep_aside(raw, args.recipient, config, "processor error: %r" % exc)
+
+
+def keep_aside(raw: bytes, recipient: Optional[str], config: configmod.Config, reason: str) -> int:
+    """Quarantine after an unexpected error; EX_TEMPFAIL when even that fails."""
+    try:
+        path = storemod.quarantine(config.quarantine_dir, hashlib.sha256(raw).hexdigest(), raw, reason)
+    except OSError as exc:
+        print("kb-bounce: %s; cannot quarantine either, Postfix will retry: %s" % (reason, exc), file=sys.stderr)
+        return EX_TEMPFAIL
+    print("kb-bounce: %s (recipient %s); kept in %s" % (reason, recipient or "-", path), file=sys.stderr)
+    return EX_OK
 
 
 def ingest(raw: bytes, recipient: Optional[str], config: configmod.Config) -> int:
