@@ -57,7 +57,7 @@ def test_documented_answers(standin) -> None:
 def test_rate_limit_window_and_admin_endpoints(standin) -> None:
     base = standin.url
     assert call(base + "/_admin/rate-limit", "POST", json_body={"limit": 2, "interval": 1}, auth=None)[0] == 200
-    assert [call(base + "/rdns")[0] for _ in range(3)] == [404, 404, 403]
+    assert [call(base + "/rdns")[0] for _attempt in range(3)] == [404, 404, 403]
     limited = call(base + "/rdns")[1]["error"]
     assert (limited["code"], limited["max_request"], limited["interval"]) == ("RATE_LIMIT_EXCEEDED", 2, 1)
     time.sleep(1.1)
