@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: Contributors to the kibamail.email_platform project
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """SMTP conversations with the MTA's PROXY listeners, as a load balancer
@@ -76,8 +75,7 @@ def conversation(host: str, port: int, implicit_tls: bool, starttls: bool,
         result["auth_offered"] = smtp.has_extn("auth")
         if login is not None:
             try:
-                code, _ = smtp.login(login, password or "")
-                result["auth"] = code
+                result["auth"] = smtp.login(login, password or "")[0]
             except Exception as exc:  # noqa: BLE001 - the code is the result
                 result["auth"] = code_of(exc)
                 return result
