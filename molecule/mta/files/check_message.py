@@ -11,6 +11,7 @@ import json
 from typing import Dict
 
 import dkim
+import spf
 import dns.message
 import dns.query
 import dns.rdatatype
@@ -26,6 +27,31 @@ def query(server: str, name: str, rdtype: str) -> list:
         if rrset.rdtype == dns.rdatatype.from_text(rdtype):
             out.extend(rrset)
     return out
+
+
+def spf_lookup(server: str, name: str, qtype: str) -> list:
+    """pyspf's DNS hook: [((name, qtype), value)], CNAMEs followed."""
+    asked = name
+    for _hop in range(8):
+        response = dns.query.udp(dns.message.make_query(name, qtype), server, timeout=5)
+        wanted = [r for r in response.answer if r.rdtype == dns.rdatatype.from_text(qtype)]
+        if wanted:
+            return [((asked, qtype), spf_value(qtype, rdata)) for rdata in wanted[0]]
+        cnames = [r for r in response.answer if r.rdtype == dns.rdatatype.CNAME]
+        if not cnames:
+            return []
+        name = cnames[-1][0].target.to_text(True)
+    return []
+
+
+def spf_value(qtype: str, rdata) -> object:
+    if qtype in ("A", "AAAA"):
+        return rdata.address
+    if qtype == "MX":
+        return (rdata.preference, rdata.exchange)
+    if qtype == "PTR":
+        return rdata.target.to_text(True)
+    return rdata.strings
 
 
 def main() -> None:
@@ -56,6 +82,11 @@ def main() -> None:
     forward = query(args.dns, result["ptr"][0], "A") if result["ptr"] else []
     result["ptr_forward"] = [r.address for r in forward]
     result["from_header"] = msg.get("From", "")
+    # SPF as the receiver evaluates it, against the scenario's DNS only.
+    # The authoritative-only server does not follow a CNAME into another
+    # zone (a recursive resolver would), so the lookup chases it here.
+    spf.DNSLookup = lambda name, qtype, strict=True, timeout=30: spf_lookup(args.dns, name, qtype)
+    result["spf"] = spf.check2(i=meta["peer_ip"], s=meta["mail_from"], h=meta["helo"])[0]
     print(json.dumps(result, indent=2, sort_keys=True))
 
 
