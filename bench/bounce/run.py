@@ -86,8 +86,8 @@ def score(cases, tool: Callable[[dict, bytes], Tuple[Set[str], Set[str]]]) -> Di
 
 
 def speed(cases, tool, runs: int) -> float:
-    rates = []
-    for _ in range(runs):
+    rates: List[float] = []
+    while len(rates) < runs:
         start = time.perf_counter()
         for case, raw in cases:
             tool(case, raw)
