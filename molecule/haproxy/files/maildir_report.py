@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 # Copyright: Contributors to the kibamail.email_platform project
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Print, as JSON, the messages of a Maildir whose Subject starts with a tag.
 
-Usage: maildir_report.py TAG DIRECTORY
+Usage: python3 maildir_report.py TAG DIRECTORY
 Each entry: {"subject": ..., "received": [Received header values, top first]}.
 """
 from __future__ import annotations
@@ -24,7 +23,7 @@ def tagged(tag: str, directory: str) -> List[Dict[str, object]]:
         with open(os.path.join(directory, name), "rb") as handle:
             msg = email.message_from_binary_file(handle, policy=policy.default)
         subject = str(msg.get("Subject", ""))
-        if subject.split(" ")[0] == tag:
+        if subject.split(" ", maxsplit=1)[0] == tag:
             received = [" ".join(str(value).split()) for value in msg.get_all("Received", [])]
             found.append({"subject": subject, "received": received})
     return found

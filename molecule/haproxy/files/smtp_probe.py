@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: Contributors to the kibamail.email_platform project
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """SMTP client used by the haproxy molecule scenario (runs on the client container).
@@ -121,7 +120,7 @@ def verdict(sock: Optional[socket.socket]) -> str:
 
 def hold(args: argparse.Namespace) -> HoldResult:
     result = HoldResult()
-    held = [greeting(args) for _ in range(args.hold)]
+    held = [greeting(args) for dummy in range(args.hold)]
     result.held = len([sock for sock in held if sock is not None])
     result.extra = verdict(greeting(args))
     for sock in held:
@@ -134,7 +133,7 @@ def hold(args: argparse.Namespace) -> HoldResult:
 
 def burst(args: argparse.Namespace) -> BurstResult:
     result = BurstResult()
-    for _ in range(args.count):
+    for dummy in range(args.count):
         if verdict(greeting(args)) == "greeted":
             result.greeted += 1
         else:
