@@ -31,14 +31,30 @@ fi
 # Containers install Debian packages through this caching proxy on the
 # docker gateway (images detect it): they need no outside name resolution,
 # and repeated installs (molecule scenarios, the lab) come from the cache.
-if ! (exec 3<>/dev/tcp/127.0.0.1/3142) 2>/dev/null; then
-  echo "setup-host: starting apt-cacher-ng"
+acng_works() {
+  # A real fetch through the cache, not only an open port.
+  python3 - <<'PY'
+import sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": "http://127.0.0.1:3142"}))
+try:
+    with opener.open("http://deb.debian.org/debian/dists/bookworm/Release", timeout=20) as r:
+        sys.exit(0 if r.status == 200 else 1)
+except Exception:
+    sys.exit(1)
+PY
+}
+if ! acng_works; then
+  echo "setup-host: (re)starting apt-cacher-ng"
+  pkill -f 'apt-cacher-ng -c /etc/apt-cacher-ng ForeGround=0' 2>/dev/null || true
+  if [ -f /run/apt-cacher-ng/pid ]; then kill "$(cat /run/apt-cacher-ng/pid)" 2>/dev/null || true; fi
   mkdir -p /var/cache/apt-cacher-ng /var/log/apt-cacher-ng /run/apt-cacher-ng
   chown -R apt-cacher-ng: /var/cache/apt-cacher-ng /var/log/apt-cacher-ng /run/apt-cacher-ng 2>/dev/null || true
-  /usr/sbin/apt-cacher-ng -c /etc/apt-cacher-ng ForeGround=0 PidFile=/run/apt-cacher-ng/pid \
-    SocketPath=/run/apt-cacher-ng/socket >/var/log/apt-cacher-ng/start.log 2>&1 || true
-  for _ in $(seq 1 20); do (exec 3<>/dev/tcp/127.0.0.1/3142) 2>/dev/null && break; sleep 0.5; done
-  (exec 3<>/dev/tcp/127.0.0.1/3142) 2>/dev/null || { echo "setup-host: apt-cacher-ng did not start" >&2; exit 1; }
+  # In the foreground, sent to the background by us: its own daemon mode
+  # was seen answering 503 for every host on this kind of machine.
+  setsid nohup /usr/sbin/apt-cacher-ng -c /etc/apt-cacher-ng ForeGround=1 PidFile=/run/apt-cacher-ng/pid \
+    SocketPath=/run/apt-cacher-ng/socket >/var/log/apt-cacher-ng/foreground.log 2>&1 < /dev/null &
+  for _ in $(seq 1 30); do acng_works && break; sleep 1; done
+  acng_works || { echo "setup-host: the apt cache on port 3142 cannot fetch from the Debian mirror" >&2; exit 1; }
 fi
 
 # Containment: no SMTP may leave the machine from any container, whatever
