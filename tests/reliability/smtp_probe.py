@@ -47,6 +47,7 @@ def probe(request: Dict[str, Any]) -> Dict[str, Any]:
             client = ProxiedSMTP(timeout=timeout)
             if request.get("proxy"):
                 client.proxy_line = ("PROXY TCP4 %s %s 40000 %d\r\n" % (request["proxy"], host, port)).encode()
+        client._host = host     # smtplib takes the TLS server name from the constructor's host only
         code, msg = client.connect(host, port)
         result["banner"] = code
         steps.append(["banner", code, msg.decode("utf-8", "replace")])
