@@ -246,6 +246,23 @@ write_lab_json() {
     --standin-dir "$LAB_DIR" "${args[@]}"
 }
 
+# Settings this machine forces on the lab, passed to site.yml as extra vars
+# (.lab/site-extra-vars.yml; molecule/platform loads the same file). HAProxy
+# needs about two file descriptors per connection: on a host whose open-files
+# limit is below what haproxy_maxconn needs, its reload fails.
+write_site_extra_vars() {
+  local limit maxconn=20000
+  limit=$(docker exec lb-transactional sh -c 'ulimit -Hn')
+  if [ "$limit" != unlimited ] && [ "$limit" -lt $((2 * maxconn + 200)) ]; then
+    maxconn=$(((limit - 200) / 2))
+    say "open-files limit here is $limit: haproxy_maxconn $maxconn for the lab"
+    printf -- '---\n# Written by scripts/lab.sh for this machine (open files %s).\nhaproxy_maxconn: %s\n' \
+      "$limit" "$maxconn" >"$LAB_DIR/site-extra-vars.yml"
+  else
+    printf -- '---\n{}\n' >"$LAB_DIR/site-extra-vars.yml"
+  fi
+}
+
 run_infra_playbook() {
   say "configuring the lab DNS (kb-ns) and the receiving server (kb-mx)"
   export_lab_env
@@ -266,7 +283,7 @@ run_site() {
   for run in 1 2; do
     log="$LAB_DIR/site-run$run.log"
     say "ansible-playbook site.yml -i inventories/lab (run $run, log $log)"
-    if ! ansible-playbook "$root/site.yml" -i "$root/inventories/lab" >"$log" 2>&1; then
+    if ! ansible-playbook "$root/site.yml" -i "$root/inventories/lab" -e "@$LAB_DIR/site-extra-vars.yml" >"$log" 2>&1; then
       tail -n 60 "$log" >&2
       die "site.yml run $run failed (log: $log)"
     fi
@@ -294,6 +311,7 @@ cmd_infra() {
   done
   for h in "${HOSTS[@]}"; do wait_systemd "${h%% *}"; done
   run_infra_playbook
+  write_site_extra_vars
   write_lab_json
   start_standins
   say "infrastructure up; description in $LAB_DIR/lab.json"
