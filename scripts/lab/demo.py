@@ -83,7 +83,7 @@ class ChasingResolver(dns.resolver.Resolver):
 
     def resolve(self, qname: Any, rdtype: Any = "A", *args: Any, **kwargs: Any) -> dns.resolver.Answer:
         name = dns.name.from_text(str(qname)) if not isinstance(qname, dns.name.Name) else qname
-        for _ in range(8):
+        for _hop in range(8):
             try:
                 return super().resolve(name, rdtype, *args, **kwargs)
             except dns.resolver.NoAnswer as exc:
@@ -100,7 +100,7 @@ def cname_target(response: Optional[dns.message.Message], name: dns.name.Name) -
         return None
     target = None
     current = name
-    for _ in range(8):
+    for _hop in range(8):
         rrset = next((r for r in response.answer if r.name == current and r.rdtype == dns.rdatatype.CNAME), None)
         if rrset is None:
             break

@@ -129,7 +129,7 @@ def test_the_receiver_accepts_its_domain_and_refuses_others() -> None:
         client.ehlo()
         assert client.mail("selftest@kibamail.com")[0] == 250
         assert client.rcpt("someone@" + receiver["domain"])[0] == 250
-        code, _ = client.rcpt("someone@gone." + receiver["domain"])
+        code, _text = client.rcpt("someone@gone." + receiver["domain"])
         assert code == 550
         client.rset()
 
