@@ -51,20 +51,14 @@ def spec(domains: int) -> dict:
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--domains", type=int, default=3000)
-    parser.add_argument("--workers", type=int, default=32)
-    parser.add_argument("--broken-every", type=int, default=100, help="break the return-path CNAME of every Nth domain")
-    parser.add_argument("--json", help="also write the numbers here")
-    args = parser.parse_args()
-
-    plan = build_plan(spec(args.domains))
+def measure(domains: int, workers: int, broken_every: int = 100) -> dict:
+    """One timed run of the customer checks; ``ok`` says whether exactly the broken domains failed."""
+    plan = build_plan(spec(domains))
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     b64 = base64.b64encode(der).decode()
     records = platform_records(plan, {d: b64 for d in plan["customers"]})
-    broken = sorted(plan["customers"])[::args.broken_every] if args.broken_every else []
+    broken = sorted(plan["customers"])[::broken_every] if broken_every else []
     for domain in broken:
         del records[(plan["customers"][domain]["return_path"], "CNAME")]
 
@@ -72,22 +66,31 @@ def main() -> int:
     with LoopbackBind(records, zones_for(records, ["kbmta.net", PARENT])) as server:
         bind_seconds = time.monotonic() - started
         resolver = DnsPythonResolver("127.0.0.1", server.port, timeout=2.0)
-        options = DnsOptions(dkim_public_keys={d: b64 for d in plan["customers"]}, categories=("customer",), workers=args.workers)
+        options = DnsOptions(dkim_public_keys={d: b64 for d in plan["customers"]}, categories=("customer",), workers=workers)
         started = time.monotonic()
         results = run_dns_checks(plan, resolver, options)
         seconds = time.monotonic() - started
 
     failing = sorted({r.subject for r in results if r.status == "failure"})
-    per_second = args.domains / seconds
-    numbers = {"domains": args.domains, "workers": args.workers, "checks": len(results), "seconds": round(seconds, 2),
-               "domains_per_second": round(per_second, 1), "broken": len(broken), "failing_domains": len(failing),
-               "bind_start_seconds": round(bind_seconds, 2)}
+    return {"domains": domains, "workers": workers, "checks": len(results), "seconds": round(seconds, 2),
+            "domains_per_second": round(domains / seconds, 1), "broken": len(broken), "failing_domains": len(failing),
+            "bind_start_seconds": round(bind_seconds, 2), "ok": failing == broken}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--domains", type=int, default=3000)
+    parser.add_argument("--workers", type=int, default=32)
+    parser.add_argument("--broken-every", type=int, default=100, help="break the return-path CNAME of every Nth domain")
+    parser.add_argument("--json", help="also write the numbers here")
+    args = parser.parse_args()
+    numbers = measure(args.domains, args.workers, args.broken_every)
     print("verify bench: %(domains)d customer domains, %(checks)d checks, %(workers)d workers: %(seconds).2f s, "
           "%(domains_per_second).1f domains/second (BIND loaded in %(bind_start_seconds).2f s)" % numbers)
-    if failing != broken:
-        print("WRONG: expected exactly the %d broken domains to fail, got %d" % (len(broken), len(failing)))
+    if not numbers["ok"]:
+        print("WRONG: expected exactly the %(broken)d broken domains to fail, got %(failing_domains)d" % numbers)
         return 1
-    print("the %d deliberately broken domains, and only they, failed" % len(broken))
+    print("the %d deliberately broken domains, and only they, failed" % numbers["broken"])
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(numbers, handle, indent=2)
