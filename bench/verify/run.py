@@ -38,7 +38,7 @@ def main() -> int:
     wrong = False
     for size in sizes:
         for count in workers:
-            runs = [measure(size, count) for _ in range(args.runs)]
+            runs = [measure(size, count) for _run in range(args.runs)]
             wrong = wrong or not all(r["ok"] for r in runs)
             print("| %d | %d | %d | %.2f | %.0f | %s |" % (
                 size, count, runs[0]["checks"], statistics.median(r["seconds"] for r in runs),
