@@ -88,5 +88,7 @@ class ActionModule(ActionBase):
                 "real values (or, for a lab on documentation addresses, set platform_lab: true)."
                 % "; ".join(plan["placeholders"])
             )
+        for warning in plan["warnings"]:
+            self._display.warning(warning)
         result.update(changed=False, ansible_facts={"platform_plan": plan}, summary=summarize(plan))
         return result

@@ -22,6 +22,9 @@ from typing import Any
 
 # RFC 7208 3.4: keep an SPF record small enough for a UDP answer.
 SPF_MAX_BYTES = 450
+# BIND 9.18.28 and later refuse more records of one type at one name than
+# this (max-records-per-type); resolvers running it answer SERVFAIL.
+RESOLVER_SAFE_RRSET = 100
 PROFILES = ("transactional", "marketing")
 DMARC_POLICIES = ("none", "quarantine", "reject")
 PTR_FIELDS = ("mta", "mta_fqdn", "ip_dashed", "index", "domain")
@@ -453,6 +456,13 @@ def build_plan(spec: dict) -> dict:
         records.append(_rrset(name, "A", ttl, sorted(by_name[name], key=ipaddress.ip_address)))
         # SPF for the HELO identity (RFC 7208 2.3): bounces the MTAs send have an empty MAIL FROM.
         records.append(_rrset(name, "TXT", ttl, ["v=spf1 include:%s -all" % spf_domain]))
+    warnings = [
+        "%s carries %d A records: resolvers running BIND 9.18.28 or later accept at most %d records of one type "
+        "at a name (max-records-per-type) and answer SERVFAIL, so receivers behind them cannot forward-confirm "
+        "these sending IPs; set platform_ptr_template: '{ip_dashed}.{mta_fqdn}' to give each IP a name of its own"
+        % (name, len(ips), RESOLVER_SAFE_RRSET)
+        for name, ips in sorted(by_name.items()) if len(ips) > RESOLVER_SAFE_RRSET
+    ]
     for lb_fqdn in lb_names:
         if lb_fqdn in by_name:
             raise PlanError("%s is both a load balancer name and a PTR name: change lb_label or platform_ptr_template" % lb_fqdn)
@@ -482,6 +492,7 @@ def build_plan(spec: dict) -> dict:
         "bounce_domains": [bounce_domain] + sorted(c["return_path"] for c in customers.values()),
         "zones": zones,
         "placeholders": _placeholders(spec, pools, hosts),
+        "warnings": warnings,
     }
     return plan
 
@@ -509,6 +520,8 @@ def summarize(plan: dict) -> list:
             ", ".join(login["username"] for login in c["logins"]) or "none"))
     lines.append("PTR records: %d (for example %s)" % (
         len(plan["ptr_map"]), ", ".join("%s -> %s" % kv for kv in list(plan["ptr_map"].items())[:2])))
+    for warning in plan["warnings"]:
+        lines.append("WARNING: " + warning)
     if plan["placeholders"]:
         lines.append("PLACEHOLDERS LEFT (no playbook will act until they are replaced): " + "; ".join(plan["placeholders"]))
     return lines

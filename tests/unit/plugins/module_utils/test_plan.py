@@ -143,6 +143,17 @@ def test_ptr_template_per_ip_names_get_their_own_a_records():
     assert rrsets(plan, "kbmta.net", "A", entry["ptr"])[0]["values"] == [entry["ip"]]
 
 
+def test_names_with_more_a_records_than_resolvers_accept_are_warned_about():
+    plan = build_plan(spec())
+    assert len(plan["warnings"]) == 4 and "us-mta1.kbmta.net carries" in plan["warnings"][2]
+    assert "{ip_dashed}.{mta_fqdn}" in plan["warnings"][0]
+    assert build_plan(spec(ptr_template="{ip_dashed}.{mta_fqdn}"))["warnings"] == []
+    s = spec()
+    s["pools"]["transactional"]["subnet"] = "192.0.2.0/25"
+    s["pools"]["marketing"]["subnet"] = "203.0.113.0/25"
+    assert build_plan(s)["warnings"] == []
+
+
 def test_summary_names_records_ips_and_ptrs():
     text = "\n".join(summarize(build_plan(spec())))
     assert "spf.kbmta.net." in text and "us-mta1" in text and "PTR records: 506" in text
