@@ -4,7 +4,7 @@
 # machine they ran on, to docs/benchmarks.md. BENCH="rdns dns" narrows the list.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 export PATH="$root/.venv/bin:$PATH"
 export ANSIBLE_CONFIG="$root/ansible.cfg" ANSIBLE_COLLECTIONS_PATH="$root/.collections"
 export PYTHONPATH="$root/.collections${PYTHONPATH:+:$PYTHONPATH}"

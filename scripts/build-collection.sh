@@ -16,7 +16,7 @@ CHECK_CHANGELOG = True
 CFG
 GALAXY_IMPORTER_CONFIG="$cfg" python -m galaxy_importer.main "$tarball" >"$out/importer.log" 2>&1 || {
   cat "$out/importer.log"; exit 1; }
-cat "$out/importer.log" | tail -n 20
+tail -n 20 "$out/importer.log"
 if grep -E '^(ERROR|.*\bERROR\b)' "$out/importer.log"; then
   echo "galaxy-importer reported errors" >&2; exit 1
 fi

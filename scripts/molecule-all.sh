@@ -3,7 +3,7 @@
 # never in parallel). MOLECULE_SCENARIOS="a b" narrows the list.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 scenarios=${MOLECULE_SCENARIOS:-$(for d in molecule/*/molecule.yml; do basename "$(dirname "$d")"; done)}
 rc=0
 for s in $scenarios; do

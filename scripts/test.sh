@@ -4,7 +4,7 @@
 # those stages. Logs go to .cache/test-logs/<stage>.log.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 export PATH="$root/.venv/bin:$PATH"
 export ANSIBLE_CONFIG="$root/ansible.cfg"
 export ANSIBLE_COLLECTIONS_PATH="$root/.collections"

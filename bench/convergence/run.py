@@ -45,13 +45,13 @@ def timed_site() -> tuple:
 
 def main() -> None:
     first, rerun, first_changed, rerun_changed = [], [], [], []
-    for _ in range(ROUNDS):
+    for _round in range(ROUNDS):
         sh("scripts/lab.sh", "down")
         sh("scripts/lab.sh", "infra")
         t, c = timed_site()
         first.append(t)
         first_changed.append(c)
-        for _ in range(RERUNS):
+        for _rerun in range(RERUNS):
             t, c = timed_site()
             rerun.append(t)
             rerun_changed.append(c)
