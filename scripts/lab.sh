@@ -325,8 +325,11 @@ cmd_verify() {
   say "containment: no outside names, no SMTP leaving the lab"
   python -m pytest -q -p no:cacheprovider "$root/tests/integration/lab" || rc=1
   if [ -f "$root/playbooks/verify.yml" ]; then
-    say "ansible-playbook playbooks/verify.yml -i inventories/lab"
-    ansible-playbook "$root/playbooks/verify.yml" -i "$root/inventories/lab" || rc=1
+    say "ansible-playbook playbooks/verify.yml -i inventories/lab (report in $LAB_DIR/verify-report)"
+    # The lab's certificates are self-signed: an untrusted chain is a warning
+    # here, not a failure (a name or validity problem still fails).
+    ansible-playbook "$root/playbooks/verify.yml" -i "$root/inventories/lab" \
+      -e verify_tls_verify_chain=false -e "verify_report_dir=$LAB_DIR/verify-report" || rc=1
   fi
   say "demo: a message through smtp.kbmta.net, as the receiver sees it"
   KB_LAB_SUPPORT_PASSWORD=$(lab_var "vault_sasl_passwords['support@kibamail.com']")
