@@ -59,7 +59,8 @@ class ActionModule(ActionBase):
         spec["groups"] = {name: list(members) for name, members in groups.items()}
         hostvars = task_vars.get("hostvars", {})
         wanted = set(groups.get("mta", []))
-        for pool in (spec.get("pools") or {}).values():
+        pools = spec.get("pools")
+        for pool in pools.values() if isinstance(pools, dict) else []:
             if isinstance(pool, dict):
                 for key, default in (("mta_group", None), ("lb_group", None)):
                     wanted.update(groups.get(pool.get(key, default) or "", []))

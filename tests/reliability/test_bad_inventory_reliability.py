@@ -119,10 +119,7 @@ CASES: Dict[str, Tuple[Dict[str, Any], Any, str]] = {
 }
 
 # Known defects: the case runs and must fail until the defect is fixed (strict xfail).
-KNOWN_DEFECTS = {
-    "pools not a mapping": "plugins/action/platform_plan.py calls .values() on platform_pools before the plan "
-                           "checks its type: a list crashes with \"'list' object has no attribute 'values'\"",
-}
+KNOWN_DEFECTS: Dict[str, str] = {}
 
 # Nothing may be reachable, whatever a broken plan would let through: no host can be
 # connected to (ssh to port 9), and every API points at a closed port.

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from conftest import ROOT
+from conftest import PASSWORD, ROOT, USER
 
 
 def test_subnet_info_matches_pools(standin, playbook) -> None:
@@ -74,7 +74,6 @@ def test_pending_order_is_not_repeated(standin, playbook) -> None:
 
 def standin_auth() -> str:
     import base64
-    from conftest import PASSWORD, USER
     return "Basic " + base64.b64encode("{0}:{1}".format(USER, PASSWORD).encode()).decode()
 
 
