@@ -5,62 +5,19 @@
 
 from __future__ import annotations
 
-import base64
-import json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.kibamail.email_platform.plugins.module_utils import robot as robot_utils
-from ansible_collections.kibamail.email_platform.plugins.module_utils.robot import HttpRequest, HttpResponse
 from ansible_collections.kibamail.email_platform.plugins.modules import robot_subnet_info
-
-URL = "http://robot.test"
-AUTH = "Basic " + base64.b64encode(b"robot:s3cret").decode("ascii")
-Wire = Tuple[str, str, Optional[str]]
-
-
-class Script:
-    def __init__(self, answers: List[Tuple[int, Any]]) -> None:
-        self.answers = list(answers)
-        self.requests: List[HttpRequest] = []
-
-    def __call__(self, request: HttpRequest, timeout: float) -> HttpResponse:
-        self.requests.append(request)
-        assert self.answers, "unexpected request {0} {1}".format(request.method, request.url)
-        status, body = self.answers.pop(0)
-        return HttpResponse(status, b"" if body is None else json.dumps(body).encode("utf-8"))
-
-    def wire(self) -> List[Wire]:
-        assert all(r.headers["Authorization"] == AUTH for r in self.requests)
-        return [(r.method, r.url[len(URL):], r.body) for r in self.requests]
-
-
-def err(status: int, code: str, **extra: Any) -> Tuple[int, Any]:
-    body = {"status": status, "code": code, "message": code.lower()}
-    body.update(extra)
-    return status, {"error": body}
-
-
-def rdns_list(entries: Dict[str, str]) -> Tuple[int, Any]:
-    return 200, [{"rdns": {"ip": ip, "ptr": ptr}} for ip, ptr in entries.items()]
+from ansible_collections.kibamail.email_platform.tests.unit.plugins.robot_conversation import (
+    Script, err, run_module,
+)
 
 
 def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, args: Dict[str, Any],
         answers: List[Tuple[int, Any]]) -> Tuple[Dict[str, Any], Script, List[float]]:
-    script = Script(answers)
-    slept: List[float] = []
-    monkeypatch.setattr(robot_utils, "make_urllib_transport", lambda validate_certs=True: script)
-    monkeypatch.setattr(robot_utils.time, "sleep", slept.append)
-    full = dict(robot_user="robot", robot_password="s3cret", robot_url=URL)
-    full.update(args)
-    with patch_module_args(full):
-        with pytest.raises(SystemExit):
-            robot_subnet_info.main()
-    result = json.loads(capsys.readouterr().out)
-    assert not script.answers, "scripted answers left unused"
-    return result, script, slept
+    return run_module(robot_subnet_info, monkeypatch, capsys, args, answers)
 
 
 SUBNET_A = {"ip": "192.0.2.0", "mask": 24, "gateway": "192.0.2.1", "server_ip": None, "server_number": None,
