@@ -189,7 +189,9 @@ start_standin() {
   fi
   port_open "$port" && die "port 127.0.0.1:$port is taken by another process: stop it or run 'scripts/lab.sh down'"
   say "starting stand-in $name on 127.0.0.1:$port"
-  nohup python "$script" "$@" >"$log" 2>&1 &
+  # A session of its own: the stand-in outlives the caller (molecule runs
+  # this script from an Ansible task, whose process group is cleaned up).
+  setsid nohup python "$script" "$@" >"$log" 2>&1 </dev/null &
   echo $! >"$pidf"
   for _ in $(seq 1 40); do
     port_open "$port" && return
