@@ -43,6 +43,17 @@ except Exception:
     sys.exit(1)
 PY
 }
+# The cache sends Debian requests to the mirrors in backends_debian; its
+# packaged default (ftp.debian.org) may not resolve here: use the mirror this
+# host itself uses.
+mirror=$(grep -h -m1 -E '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | head -1 || true)
+mirror=${mirror:-http://deb.debian.org/debian}
+want="${mirror%/}/"
+if [ "$(cat /etc/apt-cacher-ng/backends_debian 2>/dev/null)" != "$want" ]; then
+  echo "$want" >/etc/apt-cacher-ng/backends_debian
+  pkill -f '/usr/sbin/apt-cacher-ng -c /etc/apt-cacher-ng ' 2>/dev/null || true
+  sleep 1
+fi
 if ! acng_works; then
   echo "setup-host: (re)starting apt-cacher-ng"
   pkill -f 'apt-cacher-ng -c /etc/apt-cacher-ng ForeGround=0' 2>/dev/null || true
