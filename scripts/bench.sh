@@ -18,18 +18,22 @@ out=docs/benchmarks.md
   echo "Each figure is measured side by side with its peer in the same run; medians of several runs."
   echo
   echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs);"
-  echo "Python $(python --version 2>&1 | cut -d' ' -f2), $(ansible --version | head -1)."
+  echo "Python $(python -c 'import platform; print(platform.python_version())'), ansible-core $(python -c 'import ansible.release; print(ansible.release.__version__)')."
   echo
 } >"$out.tmp"
 rc=0
 for n in $names; do
   echo "bench: $n"
-  if python "bench/$n/run.py" >"bench/results/$n.md" 2>"bench/results/$n.err"; then
-    cat "bench/results/$n.md" >>"$out.tmp"; echo >>"$out.tmp"
-  else
+  if ! python "bench/$n/run.py" >"bench/results/$n.md" 2>"bench/results/$n.err"; then
     echo "bench: $n failed, see bench/results/$n.err"; tail -5 "bench/results/$n.err"; rc=1
-    printf '## %s\n\nFailed in this run (see bench/results/%s.err).\n\n' "$n" "$n" >>"$out.tmp"
+    printf 'Failed in the last run (see bench/results/%s.err).\n' "$n" >"bench/results/$n.md"
   fi
+done
+# Every benchmark's latest result (a narrowed run keeps the others' last one).
+for f in bench/results/*.md; do
+  n=$(basename "$f" .md)
+  grep -q '^## ' "$f" || printf '## %s (bench/%s/run.py)\n\n' "$n" "$n" >>"$out.tmp"
+  cat "$f" >>"$out.tmp"; echo >>"$out.tmp"
 done
 mv "$out.tmp" "$out"
 echo "bench: wrote $out"
