@@ -7,7 +7,8 @@
 Each round builds a fresh lab (scripts/lab.sh down + infra), times the first
 site.yml run, then times KB_BENCH_RERUNS no-change re-runs. Prints a markdown
 section with the medians. KB_BENCH_ROUNDS (default 1) sets the number of
-fresh labs: each one costs a full first convergence.
+fresh labs: each one costs a full first convergence. KB_BENCH_KEEP_LAB=1
+leaves the last lab running.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = int(os.environ.get("KB_BENCH_ROUNDS", "1"))
 RERUNS = int(os.environ.get("KB_BENCH_RERUNS", "3"))
+KEEP_LAB = os.environ.get("KB_BENCH_KEEP_LAB") == "1"  # leave the last lab up for other work
 SITE = ["ansible-playbook", "site.yml", "-i", "inventories/lab"]
 
 
@@ -55,7 +57,8 @@ def main() -> None:
             t, c = timed_site()
             rerun.append(t)
             rerun_changed.append(c)
-    sh("scripts/lab.sh", "down")
+    if not KEEP_LAB:
+        sh("scripts/lab.sh", "down")
     print("## Convergence: site.yml on the lab\n")
     print("Command: `%s` (bench/convergence/run.py, %d fresh lab(s), %d no-change re-runs each)\n" % (
         " ".join(SITE), ROUNDS, RERUNS))
