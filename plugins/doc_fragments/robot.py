@@ -52,3 +52,13 @@ notes:
   - All modules of this collection that talk to Robot belong to the action group C(kibamail.email_platform.robot),
     so the credentials can be set once with C(module_defaults).
 """
+
+    # The action group attribute, the same for every module of the group.
+    ACTIONGROUP_ROBOT = r"""
+attributes:
+  action_group:
+    description: Use C(group/kibamail.email_platform.robot) in C(module_defaults) to set the credentials once.
+    support: full
+    membership:
+      - kibamail.email_platform.robot
+"""

@@ -23,6 +23,7 @@ description:
   - After a real order it waits, up to O(wait_timeout), for the transaction to become C(ready).
 extends_documentation_fragment:
   - kibamail.email_platform.robot
+  - kibamail.email_platform.robot.actiongroup_robot
 attributes:
   check_mode:
     support: full
@@ -30,11 +31,6 @@ attributes:
   diff_mode:
     support: none
     description: Orders have no before/after text.
-  action_group:
-    description: Use C(group/kibamail.email_platform.robot) in C(module_defaults) to set the credentials once.
-    support: full
-    membership:
-      - kibamail.email_platform.robot
 options:
   server_number:
     description:

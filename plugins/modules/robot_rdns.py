@@ -23,6 +23,7 @@ description:
     (it reads first, so nothing is written twice).
 extends_documentation_fragment:
   - kibamail.email_platform.robot
+  - kibamail.email_platform.robot.actiongroup_robot
 attributes:
   check_mode:
     support: full
@@ -30,11 +31,6 @@ attributes:
   diff_mode:
     support: full
     description: One line per changed address, before and after.
-  action_group:
-    description: Use C(group/kibamail.email_platform.robot) in C(module_defaults) to set the credentials once.
-    support: full
-    membership:
-      - kibamail.email_platform.robot
 options:
   ptr_map:
     description:

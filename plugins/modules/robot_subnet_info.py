@@ -18,6 +18,7 @@ description:
   - Subnets without a server IP are routed to a vSwitch; the module finds which one with C(GET /vswitch).
 extends_documentation_fragment:
   - kibamail.email_platform.robot
+  - kibamail.email_platform.robot.actiongroup_robot
 attributes:
   check_mode:
     support: full
@@ -25,11 +26,6 @@ attributes:
   diff_mode:
     support: none
     description: Reads only.
-  action_group:
-    description: Use C(group/kibamail.email_platform.robot) in C(module_defaults) to set the credentials once.
-    support: full
-    membership:
-      - kibamail.email_platform.robot
 options:
   server_ip:
     description:
