@@ -35,8 +35,12 @@ def sh(*cmd: str) -> None:
 def timed_site() -> tuple:
     env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=str(ROOT / "inventories/lab.vault-password.lab-only"),
                KB_LAB_DIR=str(ROOT / ".lab"), ANSIBLE_NOCOLOR="1")
+    argv = list(SITE)
+    forced = ROOT / ".lab" / "site-extra-vars.yml"   # what scripts/lab.sh forces on this machine
+    if forced.exists():
+        argv += ["-e", "@%s" % forced]
     start = time.monotonic()
-    res = subprocess.run(SITE, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    res = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - start
     if res.returncode != 0:
         sys.stderr.write(res.stdout[-4000:])
