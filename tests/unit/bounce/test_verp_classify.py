@@ -53,7 +53,7 @@ def test_customer_domain():
     ("5.7.26", 550, "DMARC policy", "failed", "soft", "auth-failure"),
     ("4.2.2", 452, "over quota", "failed", "soft", "mailbox-full"),
     ("4.4.1", None, "connection timed out", "failed", "soft", "transient"),
-    ("4.4.1", None, "connection timed out", "delayed", "soft", "delayed"),
+    ("4.4.1", None, "connection timed out", "delayed", "delay", "delayed"),
     ("5.0.0", 550, "mailbox unavailable", "failed", "hard", "bad-mailbox"),
     ("5.0.0", 550, "", "failed", "hard", "other"),
     (None, 421, "too many connections", "failed", "soft", "transient"),
@@ -72,7 +72,40 @@ def test_classify(status, code, text, action, klass, reason):
     ("Postfix 3.7.10 on host 10.0.2.2", None, None),
     ("(#5.1.1)", "5.1.1", None),
     ("#550 5.1.1 RESOLVER", "5.1.1", 550),
+    # session transcripts: the failing reply, not the greeting or the 250s before it
+    ("<-- 220 mx ready\n<-- 250 2.1.0 Sender OK\n<-- 550 5.1.1 <a@b.example> unknown", "5.1.1", 550),
+    ("250 2.0.0 Ok: queued", "2.0.0", 250),
 ])
 def test_code_extraction(text, enhanced, code):
     assert classify.find_enhanced(text) == enhanced
     assert classify.find_smtp_code(text) == code
+
+
+@pytest.mark.parametrize("status, code, text, action, klass, reason", [
+    # 5.1.7 / 5.1.8 and "Sender address rejected" are about our return path, not the recipient
+    ("5.1.8", 553, "Sender address rejected: Domain not found", "failed", "soft", "sender-rejected"),
+    ("5.1.0", 553, "<x@y>: Sender address rejected: Domain not found", "failed", "soft", "sender-rejected"),
+    (None, 550, "Sender verify failed", "failed", "soft", "sender-rejected"),
+    ("5.1.1", 550, "Recipient address rejected: User unknown", "failed", "hard", "bad-mailbox"),
+    # a full mailbox is soft whatever the 5.x.x around it says
+    ("5.0.0", 552, "Mailbox quota exceeded for this recipient", "failed", "soft", "mailbox-full"),
+    ("5.5.0", 550, "mailbox full", "failed", "soft", "mailbox-full"),
+    ("5.2.2", 554, "STOREDRV.Deliver.Exception:QuotaExceededException", "failed", "soft", "mailbox-full"),
+    # 552 is not always quota
+    ("5.0.0", 552, "552 1 Requested mail action aborted, mailbox not found", "failed", "hard", "bad-mailbox"),
+    (None, None, "User x (x@y.example) not listed in Domino Directory", "failed", "hard", "bad-mailbox"),
+    ("5.4.7", 550, "message expired", "failed", "soft", "expired"),
+    ("5.0.0", 554, "Blocked - see https://ipcheck.example/?ip=192.0.2.1", "failed", "soft", "spam-block"),
+    ("4.4.7", 451, "read error", "delayed", "delay", "delayed"),
+    ("5.1.1", 550, "user unknown", "delayed", "delay", "delayed"),
+])
+def test_classify_real_world_forms(status, code, text, action, klass, reason):
+    assert classify.classify(status, code, text, action) == classify.Verdict(klass, reason)
+
+
+def test_own_domains():
+    own = verp.own_domains("bounce.platform.example", "kb-bounces", ["rp.customer.example"])
+    assert own("kb-bounces.kibamail.com") and own("KB-Bounces.kibamail.com.")
+    assert own("bounce.platform.example") and own("rp.customer.example")
+    assert not own("mg.other-esp.example") and not own("kb-bounces.com")
+    assert verp.own_domains()("kb-bounces.kbmta.net")

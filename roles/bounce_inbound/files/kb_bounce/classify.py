@@ -3,8 +3,9 @@
 """The bounce taxonomy: turn a status and a diagnostic into a class.
 
 Classes: ``hard`` (stop sending to this address), ``soft`` (the address may
-be fine; retry later or fix the cause) and ``complaint`` (the recipient
-reported the message).  Each event also gets a ``reason``; docs/bounces.md
+be fine; retry later or fix the cause), ``delay`` (a warning: the message is
+not delivered yet and the reporting MTA keeps trying; not a bounce) and
+``complaint`` (the recipient reported the message).  Each event also gets a ``reason``; docs/bounces.md
 lists them.  The enhanced status code (RFC 3463) decides first; the SMTP
 reply code and then the diagnostic text decide when it is missing or vague.
 """
@@ -16,6 +17,7 @@ from typing import Optional
 
 HARD = "hard"
 SOFT = "soft"
+DELAY = "delay"
 COMPLAINT = "complaint"
 
 ENHANCED_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
@@ -27,6 +29,11 @@ SOFT_PERMANENT = {
     "5.2.3": "message-too-large",
     "5.3.4": "message-too-large",
     "5.2.0": "mailbox-unavailable",
+    # 5.1.7 / 5.1.8: the *sender's* address (our return path) was refused, not the recipient's.
+    "5.1.7": "sender-rejected",
+    "5.1.8": "sender-rejected",
+    # Delivery time expired: the destination was unreachable for days; the address may be fine.
+    "5.4.7": "expired",
 }
 HARD_SUBJECTS = {
     "1": "bad-mailbox",
@@ -62,23 +69,36 @@ DETAIL_REASONS = {
 
 # Diagnostic text when no usable enhanced code is present: first match wins.
 TEXT_RULES = (
-    (re.compile(r"(over ?quota|quota exceeded|mailbox (is )?full|insufficient (disk )?space|exceeded storage)", re.I),
+    (re.compile(r"(over ?quota|quota exceeded|exceeded (its|the|his|her|their)? ?quota|mailbox (is )?full|"
+                r"mailbox size limit exceeded|full mailbox|insufficient (disk |storage )?space|"
+                r"exceeded storage|storage (allocation|limit|quota) exceeded|quotaexceeded|"
+                r"not enough (storage|space) in (the )?mailbox)", re.I),
      SOFT, "mailbox-full"),
-    (re.compile(r"(message (is )?too (large|big)|size exceeds|exceeds (the )?(maximum )?size)", re.I),
+    (re.compile(r"(message (is )?too (large|big)|size exceeds|exceeds (the )?(maximum )?(message )?size)", re.I),
      SOFT, "message-too-large"),
+    # About our return path, not the recipient: before the "address rejected" / "domain not found" rules.
+    (re.compile(r"(sender address rejected|sender verif(y|ication) failed|sender (domain|address) "
+                r"(not found|unknown|must exist|does not exist)|unroutable sender)", re.I),
+     SOFT, "sender-rejected"),
     (re.compile(r"(spam|blocked|blacklist|block ?list|listed at|reputation|rejected for policy|poor reputation)", re.I),
      SOFT, "spam-block"),
     (re.compile(r"(spf|dkim|dmarc)[^.]{0,40}(fail|reject)", re.I), SOFT, "auth-failure"),
     (re.compile(r"(host or domain name not found|domain (does not|doesn't) exist|no mx|unrouteable|"
                 r"unroutable|name service error|domain not found|null mx)", re.I), HARD, "bad-domain"),
-    (re.compile(r"(user unknown|unknown user|no such (user|mailbox|recipient)|user (does not|doesn't) exist|"
-                r"(mailbox|address|account|recipient) (does not|doesn't) exist|not a valid (mailbox|recipient)|"
-                r"invalid (mailbox|recipient)|mailbox not found|recipient not found|no mailbox here|"
-                r"unknown (recipient|local part|address)|doesn't have an? [\w.-]+ account|address rejected|"
-                r"mailbox unavailable|user not found|unknown or illegal alias)", re.I),
-     HARD, "bad-mailbox"),
-    (re.compile(r"(account (has been )?(disabled|suspended|closed|deactivated)|mailbox (is )?(disabled|inactive))", re.I),
+    (re.compile(r"(account (has been |is )?(disabled|suspended|closed|deactivated|inactive|expired)|"
+                r"mailbox (has been |is )?(disabled|inactive|suspended|closed|deactivated)|"
+                r"(user|recipient) (account )?(is )?(disabled|suspended|inactive))", re.I),
      HARD, "mailbox-disabled"),
+    (re.compile(r"(user unknown|unknown user|no such (user|mailbox|recipient|person|account|address)|"
+                r"(user|mailbox|address|account|recipient) (does not|doesn't|no longer) exists?|"
+                r"not a valid (mailbox|recipient|address|user)|invalid (mailbox|recipient|address|user)|"
+                r"(mailbox|recipient|user|address) not found|no mailbox (here|by that name)|"
+                r"(recipient|mailbox|address|user) (is )?unknown|"
+                r"unknown (recipient|local part|address|mailbox|account)|"
+                r"doesn't have an? [\w.-]+ account|address rejected|mailbox unavailable|"
+                r"unknown or illegal alias|recipientnotfound|not listed in (the )?(domino directory|"
+                r"public (name and )?address book|names\.nsf)|not our customer)", re.I),
+     HARD, "bad-mailbox"),
     (re.compile(r"(temporar|try again|deferr|delayed|timed? ?out|greylist|too many connections|rate limit|"
                 r"will retry|still trying)", re.I),
      SOFT, "transient"),
@@ -94,17 +114,30 @@ class Verdict:
 
 
 def find_enhanced(text: str) -> Optional[str]:
-    """The first enhanced status code (x.y.z) in a text, if any."""
-    match = ENHANCED_RE.search(text or "")
+    """The first failure (4.x.x / 5.x.x) enhanced status code in a text, else the first 2.x.x, else None.
+
+    Session transcripts quote the greetings and 250 replies before the one
+    that failed; the failure is what the notice is about.
+    """
+    match = _first_failure(ENHANCED_RE, text)
     if match is None:
         return None
     return "%s.%s.%s" % (match.group(1), int(match.group(2)), int(match.group(3)))
 
 
 def find_smtp_code(text: str) -> Optional[int]:
-    """The first SMTP reply code (2xx/4xx/5xx) in a text, if any."""
-    match = SMTP_CODE_RE.search(text or "")
+    """The first failure (4xx / 5xx) SMTP reply code in a text, else the first 2xx, else None."""
+    match = _first_failure(SMTP_CODE_RE, text)
     return int(match.group(1)) if match else None
+
+
+def _first_failure(pattern: "re.Pattern[str]", text: str) -> Optional["re.Match[str]"]:
+    first = None
+    for match in pattern.finditer(text or ""):
+        if match.group(1)[0] in "45":
+            return match
+        first = first or match
+    return first
 
 
 def by_text(diagnostic: str) -> Optional[Verdict]:
@@ -119,7 +152,7 @@ def classify(status: Optional[str], smtp_code: Optional[int], diagnostic: str, a
     """Classify one failed (or delayed) recipient."""
     action = (action or "failed").lower()
     if action == "delayed":
-        return Verdict(SOFT, "delayed")
+        return Verdict(DELAY, "delayed")
     text_verdict = by_text(diagnostic)
     if status and status[0] == "4":
         return Verdict(SOFT, DETAIL_REASONS.get(status, "transient"))
@@ -129,12 +162,12 @@ def classify(status: Optional[str], smtp_code: Optional[int], diagnostic: str, a
         return Verdict(SOFT, text_verdict.reason if text_verdict and text_verdict.klass == SOFT else "transient")
     if text_verdict is not None:
         return text_verdict
-    if status or (smtp_code is not None and smtp_code >= 500):
-        return Verdict(HARD, "other")
-    return Verdict(SOFT, "unknown") if action == "delayed" else Verdict(HARD, "other")
+    return Verdict(HARD, "other")
 
 
 def _permanent(status: str, text_verdict: Optional[Verdict]) -> Verdict:
+    if text_verdict is not None and text_verdict.reason == "sender-rejected":
+        return text_verdict
     if status in SOFT_PERMANENT:
         return Verdict(SOFT, SOFT_PERMANENT[status])
     subject = status.split(".")[1]
@@ -153,7 +186,7 @@ def _permanent(status: str, text_verdict: Optional[Verdict]) -> Verdict:
             return Verdict(SOFT, text_verdict.reason)
         return Verdict(SOFT, reason)
     if subject in ("3", "5", "6"):
-        if text_verdict is not None and text_verdict.klass == HARD:
+        if text_verdict is not None and text_verdict.reason != "transient":
             return text_verdict
         return Verdict(SOFT, reason)
     return Verdict(HARD, reason)

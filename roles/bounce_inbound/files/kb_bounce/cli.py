@@ -138,7 +138,8 @@ def ingest(raw: bytes, recipient: Optional[str], config: configmod.Config) -> in
         raw = raw[:config.max_message_bytes]
     else:
         try:
-            result = parse.parse(raw, recipient)
+            result = parse.parse(raw, recipient, verp.own_domains(
+                config.platform_bounce_domain, config.return_path_label, config.customers))
         except Exception as exc:  # pylint: disable=broad-except
             result = parse.ParseResult(kind=parse.UNPARSEABLE, reason="parser error: %r" % exc)
     db = storemod.Store(config.database)

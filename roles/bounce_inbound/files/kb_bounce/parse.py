@@ -10,13 +10,16 @@ produce no event.  Anything else is "unparseable" and goes to quarantine.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import email
 import email.message
 import email.parser
 import email.policy
+import quopri
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 from kb_bounce import classify, verp
 
@@ -28,12 +31,16 @@ MAX_TEXT = 256 * 1024
 MAX_DIAGNOSTIC = 1000
 MAX_PARTS = 200
 
-ADDRESS_RE = re.compile(r"<?([A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]{1,128}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63})+)>?")
+# Local part and domain may be internationalised (RFC 6531/6532): \w is Unicode-aware.
+ADDRESS_RE = re.compile(r"<?([\w!#$%&'*+/=?^`{|}~.\-]{1,128}@[\w\-]{1,63}(?:\.[\w\-]{1,63})+)>?")
+RCPT_TO_RE = re.compile(r"\bRCPT TO:\s*<([^<>\s]{3,256})>", re.I)
+XTEXT_UTF8_RE = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
 BOUNCE_SUBJECT_RE = re.compile(
-    r"(undeliver|undelivered|delivery status notification|mail delivery (failed|failure|subsystem)|"
+    r"(undeliver|undelivered|delivery status notification|mail delivery (failed|failure|subsystem|status)|"
     r"returned mail|failure notice|delivery failure|delivery has failed|non[- ]?delivery|"
     r"could not be delivered|message not delivered|delivery problem|warning: message .* delayed|"
-    r"mail delivery delayed|delayed mail|nondeliverable)", re.I)
+    r"mail delivery delayed|delayed mail|nondeliverable|\bmail failure\b|could not send message for past|"
+    r"delivery (delayed|failed)|failed delivery)", re.I)
 DAEMON_RE = re.compile(r"(mailer-daemon|postmaster|mail delivery (subsystem|system)|mdaemon|mail administrator)", re.I)
 AUTOREPLY_SUBJECT_RE = re.compile(
     r"^\s*(auto(matic)?[ -]?(reply|response|antwort)|out of (the )?office|abwesenheitsnotiz|"
@@ -41,10 +48,18 @@ AUTOREPLY_SUBJECT_RE = re.compile(
 ORIGINAL_MARKERS_RE = re.compile(
     r"^(-+ ?(this is a copy of|below this line is a copy|original message|forwarded message|"
     r"undelivered message|original headers)|content-type: message/rfc822|"
-    r"--- (below|the header)|original message headers:)", re.I | re.M)
+    r"--- (below|the header)|original message headers:|possibly truncated original message follows)", re.I | re.M)
 DELAY_RE = re.compile(r"(this is a warning only|has not yet been delivered|will (keep )?(retry|trying)|"
                       r"still being retried|delivery attempts will continue|will be retried)", re.I)
 DAEMON_LOCALS = ("mailer-daemon", "postmaster", "double-bounce", "noreply", "no-reply")
+# Challenge-response systems ("verify you are a person to get your message delivered"): not a bounce.
+CHALLENGE_RE = re.compile(
+    r"(list of approved senders|approved senders list|not on (my|the) (list of )?(approved|allowed) senders|"
+    r"(confirm|verify|prove) (that )?you are (a )?(human|person|real|not a (machine|robot))|"
+    r"challenge[- ]response|sender verification (request|required)|"
+    r"(click|follow) (on )?the link below to (verify|confirm|release|deliver))", re.I)
+# Headers of the notice itself that may carry the VERP address it was sent to.
+VERP_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
 
 
 @dataclass
@@ -161,6 +176,11 @@ def decoded_text(part: email.message.Message) -> str:
 
 def field_blocks(part: email.message.Message) -> List[Dict[str, str]]:
     """The header-like field blocks of a message/delivery-status or feedback-report part."""
+    encoding = header(part, "Content-Transfer-Encoding").lower()
+    if encoding in ("base64", "quoted-printable"):
+        # Not allowed for message/delivery-status, but seen; required reading for
+        # message/global-delivery-status (RFC 6533 allows any encoding).
+        return parse_fields(_decode_transfer(_raw_body(part), encoding))
     payload = part.get_payload()
     if isinstance(payload, list):
         blocks = []
@@ -172,6 +192,32 @@ def field_blocks(part: email.message.Message) -> List[Dict[str, str]]:
                     blocks.extend(parse_fields(body))
         return [b for b in blocks if b]
     return parse_fields(decoded_text(part))
+
+
+def _raw_body(part: email.message.Message) -> str:
+    """The undecoded body of a message/* part, put back together from what the parser made of it."""
+    payload = part.get_payload()
+    if isinstance(payload, str):
+        return payload
+    chunks = []
+    for sub in payload if isinstance(payload, list) else []:
+        if not isinstance(sub, email.message.Message):
+            continue
+        lines = ["%s: %s" % (name, text_of(value)) for name, value in sub.raw_items()]
+        body = sub.get_payload()
+        if isinstance(body, str):
+            lines.append(body)
+        chunks.append("\n".join(lines))
+    return "\n\n".join(chunks)
+
+
+def _decode_transfer(text: str, encoding: str) -> str:
+    data = text.encode("utf-8", "surrogateescape")[:MAX_TEXT * 2]
+    try:
+        decoded = base64.b64decode(data) if encoding == "base64" else quopri.decodestring(data)
+    except (binascii.Error, ValueError):
+        return text
+    return decoded[:MAX_TEXT].decode("utf-8", "replace")
 
 
 def parse_fields(text: str) -> List[Dict[str, str]]:
@@ -202,10 +248,20 @@ def strip_type(value: str) -> Optional[str]:
     if not value:
         return None
     kind, sep, rest = value.partition(";")
-    del kind
     address = (rest if sep else value).strip().strip("<>").strip()
+    if sep and kind.strip().lower() == "utf-8":
+        address = XTEXT_UTF8_RE.sub(lambda m: _chr(m.group(1)), address)  # RFC 6533 utf-8-addr-xtext
     match = ADDRESS_RE.search(address)
-    return match.group(1) if match else None
+    if match is None or match.group(1).upper().startswith(("IMCEAEX-", "IMCEAINVALID-")):
+        return None  # Exchange-internal (X.500 encapsulated) names are no mail address
+    return match.group(1)
+
+
+def _chr(hexdigits: str) -> str:
+    try:
+        return chr(int(hexdigits, 16))
+    except (ValueError, OverflowError):
+        return "\ufffd"
 
 
 def recipient_blocks(blocks: List[Dict[str, str]]) -> List[RecipientBlock]:
@@ -235,7 +291,10 @@ def _after_semicolon(value: str) -> Optional[str]:
     return value.partition(";")[2].strip() or value.strip()
 
 
-def original_of(msg: email.message.Message) -> Original:
+OwnDomain = Callable[[str], bool]
+
+
+def original_of(msg: email.message.Message, is_own: Optional[OwnDomain] = None) -> Original:
     """Find the attached original message (or its headers)."""
     for part in iter_parts(msg):
         ctype = part.get_content_type()
@@ -249,16 +308,18 @@ def original_of(msg: email.message.Message) -> Original:
         elif ctype in ("text/rfc822-headers", "message/rfc822-headers", "message/global-headers"):
             headers = email.parser.HeaderParser(policy=email.policy.compat32).parsestr(decoded_text(part))
         if headers is not None:
-            return _original_from_headers(headers)
+            return _original_from_headers(headers, is_own or verp.own_domains())
     return Original()
 
 
-def _original_from_headers(headers: email.message.Message) -> Original:
+def _original_from_headers(headers: email.message.Message, is_own: OwnDomain) -> Original:
     return_path = None
     for name in ("Return-Path", "X-Original-Return-Path"):
         value = header(headers, name)
         if value:
             return_path = verp.decode(value)
+            if return_path is not None and not is_own(return_path.domain):
+                return_path = None  # another sender's VERP (the same scheme is common)
             if return_path:
                 break
     to = strip_type(header(headers, "To"))
@@ -268,6 +329,29 @@ def _original_from_headers(headers: email.message.Message) -> Original:
         return_path=return_path,
         to=to,
     )
+
+
+def verp_of_headers(msg: email.message.Message, is_own: OwnDomain) -> Optional[verp.ReturnPath]:
+    """A VERP address the notice itself is addressed to (when Postfix's envelope is not known)."""
+    for name in VERP_HEADERS:
+        try:
+            values = msg.get_all(name) or []
+        except Exception:  # pylint: disable=broad-except
+            continue
+        for value in values[:20]:
+            for match in ADDRESS_RE.finditer(one_line(value)):
+                found = verp.decode(match.group(1))
+                if found is not None and is_own(found.domain):
+                    return found
+    return None
+
+
+def is_challenge(text: str) -> bool:
+    """A challenge-response request: asks a person to verify, reports no SMTP failure."""
+    if not CHALLENGE_RE.search(text):
+        return False
+    status, code = classify.find_enhanced(text), classify.find_smtp_code(text)
+    return not ((status and status[0] in "45") or (code and code >= 400))
 
 
 def is_autoreply(msg: email.message.Message) -> bool:
@@ -287,25 +371,34 @@ def looks_like_bounce(msg: email.message.Message) -> bool:
     return bool(DAEMON_RE.search(header(msg, "From")) or BOUNCE_SUBJECT_RE.search(header(msg, "Subject")))
 
 
-def parse(raw: bytes, envelope_recipient: Optional[str] = None) -> ParseResult:
-    """Parse one message delivered to a bounce address."""
+def parse(raw: bytes, envelope_recipient: Optional[str] = None, is_own: Optional[OwnDomain] = None) -> ParseResult:
+    """Parse one message delivered to a bounce address.
+
+    ``envelope_recipient`` is the address Postfix delivered it to (trusted: Postfix
+    accepts only our domains). ``is_own`` tells our return-path domains from
+    others' for VERP addresses found inside the message (default: the
+    ``kb-bounces.`` label, :func:`verp.own_domains`).
+    """
+    is_own = is_own or verp.own_domains()
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     except Exception as exc:  # pylint: disable=broad-except
         return ParseResult(kind=UNPARSEABLE, reason="not a parseable message: %s" % exc)
     envelope = verp.decode(envelope_recipient) if envelope_recipient else None
-    result = _parse_message(msg, envelope)
+    if envelope is None:
+        envelope = verp_of_headers(msg, is_own)
+    result = _parse_message(msg, envelope, is_own)
     result.subject = header(msg, "Subject")[:200]
     result.sender = header(msg, "From")[:200]
     return result
 
 
-def _parse_message(msg: email.message.Message, envelope: Optional[verp.ReturnPath]) -> ParseResult:
+def _parse_message(msg: email.message.Message, envelope: Optional[verp.ReturnPath], is_own: OwnDomain) -> ParseResult:
     parts = list(iter_parts(msg))
     by_type: Dict[str, email.message.Message] = {}
     for part in parts:
         by_type.setdefault(part.get_content_type(), part)
-    original = original_of(msg)
+    original = original_of(msg, is_own)
     feedback = by_type.get("message/feedback-report")
     if feedback is not None:
         return _complaint(msg, feedback, original, envelope)
@@ -317,6 +410,8 @@ def _parse_message(msg: email.message.Message, envelope: Optional[verp.ReturnPat
     if is_autoreply(msg):
         return ParseResult(kind=IGNORED, reason="automatic reply")
     text = human_text(parts)
+    if is_challenge(text):
+        return ParseResult(kind=IGNORED, reason="challenge-response request")
     embedded = [b for b in parse_fields(text) if "final-recipient" in b or "original-recipient" in b]
     if embedded:
         result = _dsn([{}] + embedded, original, envelope)
@@ -358,7 +453,9 @@ def _dsn(blocks: List[Dict[str, str]], original: Original, envelope: Optional[ve
         chosen = [r for r in reports if _matches(r, return_path.recipient)] or reports[:1]
         pairs = [(chosen[0], return_path.recipient, "return-path")]
     else:
-        pairs = [(r, r.final_recipient or r.original_recipient, "dsn") for r in reports]
+        # Original-Recipient is the address as we gave it (RFC 3464 2.3.1); Final-Recipient may be
+        # the result of aliasing or forwarding on the receiving side.
+        pairs = [(r, r.original_recipient or r.final_recipient, "dsn") for r in reports]
     events = []
     for block, recipient, source in pairs:
         if not recipient:
@@ -380,13 +477,17 @@ def _bounce_event(block: RecipientBlock, recipient: str, source: str, return_pat
     code = classify.find_smtp_code(block.diagnostic)
     verdict = classify.classify(status, code, block.diagnostic, block.action)
     return Event(
-        type="bounce", klass=verdict.klass, reason=verdict.reason, recipient=recipient,
+        type=_event_type(verdict), klass=verdict.klass, reason=verdict.reason, recipient=recipient,
         recipient_source=source, action=block.action, status=status, smtp_code=code,
         diagnostic=one_line(block.diagnostic), return_path=return_path.address if return_path else None,
         return_path_domain=return_path.domain if return_path else None, reporting_mta=reporting,
         remote_mta=block.remote_mta, original_message_id=original.message_id,
         original_subject=original.subject, arrival_date=arrival,
     )
+
+
+def _event_type(verdict: classify.Verdict) -> str:
+    return "delay" if verdict.klass == classify.DELAY else "bounce"
 
 
 def _best_status(status: Optional[str], diagnostic: str) -> Optional[str]:
@@ -461,7 +562,8 @@ def _text_event(recipient: str, body: str, source: str, return_path: Optional[ve
     action = "delayed" if delayed and not (status or "").startswith("5") and (code or 0) < 500 else "failed"
     verdict = classify.classify(status, code, body, action)
     return Event(
-        type="bounce", klass=verdict.klass, reason=verdict.reason, recipient=recipient, recipient_source=source,
+        type=_event_type(verdict), klass=verdict.klass, reason=verdict.reason, recipient=recipient,
+        recipient_source=source,
         action=action, status=status, smtp_code=code, diagnostic=one_line(_diagnostic_line(body)),
         return_path=return_path.address if return_path else None,
         return_path_domain=return_path.domain if return_path else None,
@@ -482,6 +584,12 @@ def address_sections(text: str) -> Dict[str, str]:
     current: Optional[str] = None
     for line in text.splitlines():
         stripped = line.strip()
+        rcpt = RCPT_TO_RE.search(stripped)
+        if rcpt and ADDRESS_RE.fullmatch(rcpt.group(1)):
+            # A session transcript (MDaemon, Courier, Exim): the reply that follows is about this address.
+            current = rcpt.group(1).lower()
+            sections.setdefault(current, []).append(stripped[rcpt.end():])
+            continue
         match = ADDRESS_RE.match(stripped)
         if match and _is_recipient_line(stripped, match):
             address = match.group(1)

@@ -9,7 +9,9 @@ recipient ``alice@recipient.example`` and the return-path domain
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Iterable, Optional
+
+DEFAULT_LABEL = "kb-bounces"
 
 
 @dataclass(frozen=True)
@@ -57,3 +59,21 @@ def customer_domain(return_path_domain: str, platform_domain: str, label: str = 
     if domain.startswith(prefix) and domain.count(".") >= 2:
         return domain[len(prefix):]
     return None
+
+
+def own_domains(platform_domain: str = "", label: str = DEFAULT_LABEL,
+                return_path_domains: Iterable[str] = ()) -> Callable[[str], bool]:
+    """A test for "is this one of our return-path domains".
+
+    Used on VERP-looking addresses found inside a notice (the returned copy's
+    Return-Path, the notice's To): other senders use the same ``+local=domain``
+    scheme, and their addresses must not be read as ours.
+    """
+    platform = platform_domain.lower().rstrip(".")
+    known = {d.lower().rstrip(".") for d in return_path_domains}
+    prefix = label.lower() + "."
+
+    def check(domain: str) -> bool:
+        domain = domain.lower().rstrip(".")
+        return domain == platform or domain in known or (domain.startswith(prefix) and domain.count(".") >= 2)
+    return check
