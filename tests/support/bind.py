@@ -3,38 +3,50 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run a throw-away authoritative BIND (``/usr/sbin/named``) on loopback for tests.
 
-Usage::
+``tests/support`` is on ``sys.path`` under pytest (``pythonpath`` in pytest.ini);
+scripts outside pytest (bench/) put it there themselves. Two ways to use it::
 
-    from tests.support.bind import LoopbackBind   # or put tests/support on sys.path
+    from bind import LoopbackBind
 
+    # empty zones to update: the DNS tests and bench/dns
     with LoopbackBind(workdir, zones={"kbmta.net": None}) as bind:
         bind.port, bind.key_name, bind.key_secret   # where and how to send updates
         bind.query("spf.kbmta.net", "TXT")          # dnspython answer (authoritative)
+
+    # given records to read: the verification tests and bench/verify
+    records = platform_records(plan, dkim_b64)      # what a healthy platform publishes
+    with LoopbackBind.for_records(records, zones_for(records, plan["zones"])) as bind:
+        ...
 
 Every zone is a primary with a writable journal. ``zones`` maps a zone name to
 extra zone-file lines (or None for just SOA and NS); ``extra_options`` are added
 to the ``options`` block (for example ``"querylog yes;"``). The TSIG key (hmac-sha256)
 may update and transfer every zone; unsigned updates are refused. The server
 listens on 127.0.0.1 only, on a free high port, recursion off. Nothing leaves
-loopback.
+loopback. Without a ``workdir`` the files go to a temporary folder that ``stop()``
+removes.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import dns.message
 import dns.query
 import dns.rcode
 
 NAMED = shutil.which("named") or "/usr/sbin/named"
+Records = Dict[Tuple[str, str], List[str]]   # (owner name, type) -> values
+Zones = Dict[str, Optional[List[str]]]        # zone -> extra zone-file lines
 
 
 def free_port() -> int:
@@ -51,10 +63,10 @@ def free_port() -> int:
         return port
 
 
-def zone_text(zone: str, extra: Optional[List[str]] = None) -> str:
+def zone_text(zone: str, extra: Optional[List[str]] = None, ttl: int = 3600) -> str:
     """A minimal zone file: SOA, one NS inside the zone with its A record."""
     lines = [
-        "$TTL 3600",
+        "$TTL %d" % ttl,
         "@ IN SOA ns1.%s. hostmaster.%s. 1 3600 600 86400 300" % (zone, zone),
         "@ IN NS ns1.%s." % zone,
         "ns1 IN A 127.0.0.1",
@@ -63,20 +75,81 @@ def zone_text(zone: str, extra: Optional[List[str]] = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+# records: what a test gives the server to publish ------------------------
+
+def platform_records(plan: dict, dkim_b64: Dict[str, str]) -> Records:
+    """What a healthy platform publishes for a plan: its record sets, a PTR per sending IP, each customer's DKIM key."""
+    records: Records = {}
+    for rrsets in plan["zones"].values():
+        for rr in rrsets:
+            records[(rr["name"], rr["type"])] = list(rr["values"])
+    for ip, ptr in plan["ptr_map"].items():
+        records[(ipaddress.ip_address(ip).reverse_pointer, "PTR")] = [ptr + "."]
+    for domain, conf in plan["customers"].items():
+        if domain in dkim_b64:
+            records[(conf["dkim_name"], "TXT")] = ["v=DKIM1; k=rsa; p=" + dkim_b64[domain]]
+    return records
+
+
+def zones_for(records: Records, extra_zones: Iterable[str] = ()) -> List[str]:
+    """The zones to serve: every customer/platform zone the test names, plus a /24 reverse zone per PTR."""
+    zones = set(extra_zones)
+    for name, rdtype in records:
+        if rdtype == "PTR" and name.endswith(".in-addr.arpa"):
+            zones.add(name.split(".", 1)[1])
+    return sorted(zones)
+
+
+def _quote(value: str) -> str:
+    chunks = [value[i:i + 255] for i in range(0, len(value), 255)] or [""]
+    return " ".join('"%s"' % c.replace("\\", "\\\\").replace('"', '\\"') for c in chunks)
+
+
+def _owner_zone(name: str, zones: Iterable[str]) -> str:
+    best = ""
+    for zone in zones:
+        if (name == zone or name.endswith("." + zone)) and len(zone) > len(best):
+            best = zone
+    return best
+
+
+def records_by_zone(records: Records, zones: Iterable[str]) -> Zones:
+    """Zone-file lines of each record, in the longest of ``zones`` that holds its name."""
+    per_zone: Zones = {zone: [] for zone in zones}
+    for (name, rdtype), values in sorted(records.items()):
+        zone = _owner_zone(name, per_zone)
+        if not zone:
+            raise ValueError("no zone served for %s: add its zone" % name)
+        per_zone[zone].extend("%s. IN %s %s" % (name, rdtype, _quote(value) if rdtype == "TXT" else value)
+                              for value in values)
+    return per_zone
+
+
+# the server -----------------------------------------------------------------
+
 class LoopbackBind:
     """A named process serving primary zones on 127.0.0.1:<port>."""
 
     key_name = "kb-test-key"
     algorithm = "hmac-sha256"
 
-    def __init__(self, workdir: Path, zones: Dict[str, Optional[List[str]]], port: Optional[int] = None,
-                 extra_options: Optional[List[str]] = None) -> None:
-        self.workdir = Path(workdir)
+    def __init__(self, workdir: Optional[Path], zones: Zones, port: Optional[int] = None,
+                 extra_options: Optional[List[str]] = None, ttl: int = 3600, threads: int = 1) -> None:
+        self._temporary = workdir is None
+        self.workdir = Path(workdir) if workdir is not None else None
         self.zones = zones
         self.extra_options = list(extra_options or [])
+        self._fixed_port = port is not None
         self.port = port or free_port()
+        self.ttl = ttl
+        self.threads = threads
         self.key_secret = base64.b64encode(os.urandom(32)).decode("ascii")
         self.process: Optional[subprocess.Popen] = None
+
+    @classmethod
+    def for_records(cls, records: Records, zones: Iterable[str], workdir: Optional[Path] = None) -> "LoopbackBind":
+        """A server publishing ``records`` ((name, type) -> values); every name must fall in one of ``zones``."""
+        return cls(workdir, records_by_zone(records, zones), ttl=300, threads=2)
 
     # the configuration ------------------------------------------------
 
@@ -95,7 +168,7 @@ class LoopbackBind:
             "  dnssec-validation no;",
             "  notify no;",
             # The plan gives each MTA name one A record per sending IP (forward-confirmed
-            # rDNS), more than BIND's default limit of 100 records per set.
+            # rDNS), more than BIND's default limit of 100 records per set (BIND 9.18.28+).
             "  max-records-per-type 0;",
         ] + ["  %s" % option for option in self.extra_options] + [
             "};",
@@ -106,42 +179,55 @@ class LoopbackBind:
                          % (zone, zone, self.key_name))
         return "\n".join(parts) + "\n"
 
-    def start(self, timeout: float = 15.0) -> "LoopbackBind":
+    def start(self, timeout: float = 20.0) -> "LoopbackBind":
+        """Start named and wait until it answers; on a port of its own choosing, retry on another port."""
+        if self._temporary:
+            self.workdir = Path(tempfile.mkdtemp(prefix="kb-bind-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         for zone, extra in self.zones.items():
-            (self.workdir / ("%s.zone" % zone)).write_text(zone_text(zone, extra))
+            (self.workdir / ("%s.zone" % zone)).write_text(zone_text(zone, extra, self.ttl))
         conf = self.workdir / "named.conf"
-        conf.write_text(self._config())
-        check = subprocess.run(["named-checkconf", str(conf)], capture_output=True, text=True, check=False)
-        if check.returncode != 0:
-            raise RuntimeError("named-checkconf failed: %s" % (check.stdout + check.stderr))
-        log = open(self.workdir / "named.log", "w")
-        self.process = subprocess.Popen([NAMED, "-g", "-4", "-n", "1", "-c", str(conf)],
-                                        stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self._wait_ready(timeout)
-        return self
+        for attempt in range(1 if self._fixed_port else 5):
+            if attempt:
+                self.port = free_port()
+            conf.write_text(self._config())
+            check = subprocess.run(["named-checkconf", str(conf)], capture_output=True, text=True, check=False)
+            if check.returncode != 0:
+                self.stop()
+                raise RuntimeError("named-checkconf failed: %s" % (check.stdout + check.stderr))
+            log = open(self.workdir / "named.log", "w")
+            self.process = subprocess.Popen([NAMED, "-g", "-4", "-n", str(self.threads), "-c", str(conf)],
+                                            stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+            failure = self._wait_ready(timeout)
+            if failure is None:
+                return self
+            self._end_process()
+        log = self.log()
+        self.stop()
+        raise RuntimeError("%s (port %d): %s" % (failure, self.port, log[-3000:]))
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _wait_ready(self, timeout: float) -> Optional[str]:
+        """None once the first zone answers, else why not."""
         deadline = time.monotonic() + timeout
         zone = next(iter(self.zones))
         while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError("named exited: %s" % self.log())
+            if self.process is None or self.process.poll() is not None:
+                return "named exited"
             try:
                 answer = self.query(zone, "SOA", timeout=0.5)
                 if answer.rcode() == dns.rcode.NOERROR and answer.answer:
-                    return
+                    return None
             except Exception:  # noqa: BLE001 - not up yet
                 pass
             time.sleep(0.1)
-        raise RuntimeError("named did not answer within %ss: %s" % (timeout, self.log()))
+        return "named did not answer within %ss" % timeout
 
     def log(self) -> str:
-        path = self.workdir / "named.log"
-        return path.read_text() if path.exists() else ""
+        path = self.workdir / "named.log" if self.workdir is not None else None
+        return path.read_text() if path is not None and path.exists() else ""
 
-    def stop(self) -> None:
+    def _end_process(self) -> None:
         if self.process is None:
             return
         self.process.terminate()
@@ -151,6 +237,13 @@ class LoopbackBind:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+    def stop(self) -> None:
+        """Stop named (again is fine); a temporary folder is removed with it."""
+        self._end_process()
+        if self._temporary and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
 
     def __enter__(self) -> "LoopbackBind":
         return self.start()

@@ -8,17 +8,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
+from bind import LoopbackBind  # tests/support is on pythonpath (pytest.ini)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "support"))
-
-from bind import LoopbackBind  # noqa: E402
 
 ZONES = ["kbmta.net", "kibamail.com", "example.test"]
 

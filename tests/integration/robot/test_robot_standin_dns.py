@@ -16,11 +16,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from bind import LoopbackBind, free_port
 from conftest import PASSWORD, ROOT, USER
-
-sys.path.insert(0, str(ROOT / "tests" / "support"))
-
-from bind import LoopbackBind, free_port  # noqa: E402
 
 REVERSE_ZONE = "2.0.192.in-addr.arpa"
 

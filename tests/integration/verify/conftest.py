@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 sys.path.insert(0, os.path.dirname(__file__))
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils.plan import build_plan  # noqa: E402
-from loopback_bind import NAMED, LoopbackBind, free_port, platform_records, zones_for  # noqa: E402
+from bind import NAMED, LoopbackBind, free_port, platform_records, zones_for  # noqa: E402
 
 DNSBL_ZONE = "bl.kbmta.test"
 
@@ -98,13 +98,13 @@ def serve(plan):
     started = []
 
     def start(records):
-        server = LoopbackBind(records, zones_for(records, list(plan["zones"]) + [DNSBL_ZONE])).__enter__()
+        server = LoopbackBind.for_records(records, zones_for(records, list(plan["zones"]) + [DNSBL_ZONE])).start()
         started.append(server)
         return server
 
     yield start
     for server in started:
-        server.__exit__(None, None, None)
+        server.stop()
 
 
 NAME = "smtp.kbmta.test"
