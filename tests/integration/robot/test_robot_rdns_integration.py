@@ -9,7 +9,7 @@ import base64
 from collections import Counter
 from typing import Any, Dict, List
 
-from conftest import PASSWORD, USER, two_pools_ptr_map
+from robot_support import PASSWORD, USER, two_pools_ptr_map
 
 AUTH = "Basic " + base64.b64encode("{0}:{1}".format(USER, PASSWORD).encode()).decode()
 WRITES = ("PUT", "POST", "DELETE")

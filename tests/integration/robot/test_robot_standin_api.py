@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Optional, Tuple
 
-from conftest import PASSWORD, USER
+from robot_support import PASSWORD, USER
 
 
 def call(url: str, method: str = "GET", body: Optional[str] = None, auth: Tuple[str, str] = (USER, PASSWORD),

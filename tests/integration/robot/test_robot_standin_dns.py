@@ -17,7 +17,7 @@ import dns.rdatatype
 import pytest
 
 from bind import LoopbackBind, free_port
-from conftest import PASSWORD, ROOT, USER
+from robot_support import PASSWORD, ROOT, USER
 
 REVERSE_ZONE = "2.0.192.in-addr.arpa"
 

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from conftest import PASSWORD, ROOT, USER
+from robot_support import PASSWORD, ROOT, USER
 
 
 def test_subnet_info_matches_pools(standin, playbook) -> None:

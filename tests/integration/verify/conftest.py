@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime
 import os
 import shutil
@@ -21,54 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(__file__))   # verify_support; tests/support (bind) is on pythonpath (pytest.ini)
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils.plan import build_plan  # noqa: E402
 from bind import NAMED, LoopbackBind, free_port, platform_records, zones_for  # noqa: E402
-
-DNSBL_ZONE = "bl.kbmta.test"
-
-
-def lab_spec(customers=None):
-    """The lab's shape: two /24 pools, two MTAs and one load balancer each."""
-    return {
-        "lab": True,
-        "domain": "kbmta.net",
-        "ttl": 300,
-        "pools": {
-            "transactional": {"subnet": "192.0.2.0/24", "lb_label": "smtp"},
-            "marketing": {"subnet": "203.0.113.0/24", "profile": "marketing", "lb_label": "smtp-mkg"},
-        },
-        "groups": {
-            "mta_transactional": ["us-mta1", "us-mta2"], "mta_marketing": ["eu-mta1", "eu-mta2"],
-            "mta": ["us-mta1", "us-mta2", "eu-mta1", "eu-mta2"],
-            "lb_transactional": ["lb-transactional"], "lb_marketing": ["lb-marketing"],
-        },
-        "hosts": {
-            "us-mta1": {"mta_address": "198.51.100.21"}, "us-mta2": {"mta_address": "198.51.100.22"},
-            "eu-mta1": {"mta_address": "198.51.100.31"}, "eu-mta2": {"mta_address": "198.51.100.32"},
-            "lb-transactional": {"lb_address": "198.51.100.10"}, "lb-marketing": {"lb_address": "198.51.100.11"},
-        },
-        "customers": customers if customers is not None else [
-            {"domain": "kibamail.com", "pool": "transactional", "zone_managed": True, "dmarc_policy": "quarantine",
-             "dmarc_rua": "mailto:dmarc@kibamail.com"},
-            {"domain": "shop.example", "pool": "marketing", "zone_managed": False, "dmarc_policy": "reject"},
-        ],
-    }
-
-
-def rsa_key(bits=2048):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    return key.public_key()
-
-
-def pem(public_key) -> str:
-    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-
-
-def b64(public_key) -> str:
-    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(der).decode()
+from verify_support import DNSBL_ZONE, NAME, b64, lab_spec, rsa_key  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -105,9 +61,6 @@ def serve(plan):
     yield start
     for server in started:
         server.stop()
-
-
-NAME = "smtp.kbmta.test"
 
 
 def _cert(subject, issuer_name, issuer_key, key, names, ca=False, days=(-1, 90)):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from conftest import DNSBL_ZONE, b64, pem, rsa_key
+from verify_support import DNSBL_ZONE, b64, pem, rsa_key
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_checks import DnsOptions, run_dns_checks
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_dns import DnsPythonResolver

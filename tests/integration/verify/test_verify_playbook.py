@@ -11,7 +11,7 @@ import os
 import subprocess
 
 import yaml
-from conftest import NAME, b64, lab_spec, pem, rsa_key
+from verify_support import NAME, b64, lab_spec, pem, rsa_key
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from bind import free_port
-from conftest import NAME
+from verify_support import NAME
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_result import FAILURE, OK, WARNING
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_smtp import (
