@@ -19,7 +19,9 @@ if _SUPPORT not in sys.path:
     sys.path.insert(0, _SUPPORT)
 
 import bind  # noqa: E402
-from bind import NAMED, Records, free_port, platform_records, zones_for  # noqa: E402,F401
+from bind import NAMED, Records, free_port, platform_records, zones_for  # noqa: E402
+
+__all__ = ["NAMED", "LoopbackBind", "free_port", "platform_records", "zones_for"]
 
 
 def LoopbackBind(records: Records, zones: list) -> bind.LoopbackBind:  # noqa: N802 - the old class name
