@@ -5,15 +5,11 @@
 
 from __future__ import annotations
 
-import base64
-import json
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Tuple
 
 import pytest
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils.robot import (
-    HttpRequest,
-    HttpResponse,
     RetryPolicy,
     RobotAuthError,
     RobotClient,
@@ -24,32 +20,7 @@ from ansible_collections.kibamail.email_platform.plugins.module_utils.robot impo
     match_pools,
     normalize_subnet,
 )
-
-AUTH = "Basic " + base64.b64encode(b"robot:s3cret").decode("ascii")
-
-
-class Script:
-    """A transport that answers from a script and records every request."""
-
-    def __init__(self, answers: List[Tuple[int, Any]]) -> None:
-        self.answers = list(answers)
-        self.requests: List[HttpRequest] = []
-
-    def __call__(self, request: HttpRequest, timeout: float) -> HttpResponse:
-        self.requests.append(request)
-        status, body = self.answers.pop(0)
-        if isinstance(body, Exception):
-            raise body
-        return HttpResponse(status, b"" if body is None else json.dumps(body).encode("utf-8"))
-
-    def wire(self) -> List[Tuple[str, str, Optional[str]]]:
-        return [(r.method, r.url, r.body) for r in self.requests]
-
-
-def err(status: int, code: str, **extra: Any) -> Tuple[int, Any]:
-    body = {"status": status, "code": code, "message": code.lower()}
-    body.update(extra)
-    return status, {"error": body}
+from ansible_collections.kibamail.email_platform.tests.unit.plugins.robot_conversation import AUTH, Script, err
 
 
 def client(script: Script, **policy: Any) -> Tuple[RobotClient, List[float]]:
@@ -86,7 +57,7 @@ def test_get_has_no_body_and_query_is_encoded() -> None:
     script = Script([(200, [])])
     c, _slept = client(script)
     c.get_list("/rdns", query={"server_ip": "203.0.113.21"})
-    assert script.wire() == [("GET", "http://robot.test/rdns?server_ip=203.0.113.21", None)]
+    assert script.wire(base="") == [("GET", "http://robot.test/rdns?server_ip=203.0.113.21", None)]
     assert "Content-Type" not in script.requests[0].headers
 
 
