@@ -46,7 +46,22 @@ def timed_site() -> tuple:
         sys.stderr.write(res.stdout[-4000:])
         raise SystemExit("site.yml failed")
     changed = sum(int(n) for n in re.findall(r"changed=(\d+)", res.stdout.split("PLAY RECAP")[-1]))
+    log = ROOT / ".lab" / ("bench-convergence-%d.log" % time.time())
+    log.write_text(res.stdout)
+    if changed:
+        sys.stderr.write("%s: changed=%d in %s\n" % (log.name, changed, ", ".join(changed_tasks(res.stdout))))
     return elapsed, changed
+
+
+def changed_tasks(output: str) -> list:
+    """Names of the tasks that reported changed (for the stderr report of a re-run that changed)."""
+    names, task = [], None
+    for line in output.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line.split("[", 1)[1].rsplit("]", 1)[0]
+        elif line.startswith("changed:") and task and task not in names:
+            names.append(task)
+    return names
 
 
 def main() -> None:

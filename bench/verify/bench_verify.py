@@ -22,11 +22,11 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration", "verify"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
-from loopback_bind import LoopbackBind, platform_records, zones_for  # noqa: E402
+from bind import LoopbackBind, platform_records, zones_for  # noqa: E402
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils.plan import build_plan  # noqa: E402
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_checks import DnsOptions, run_dns_checks  # noqa: E402
@@ -63,7 +63,7 @@ def measure(domains: int, workers: int, broken_every: int = 100) -> dict:
         del records[(plan["customers"][domain]["return_path"], "CNAME")]
 
     started = time.monotonic()
-    with LoopbackBind(records, zones_for(records, ["kbmta.net", PARENT])) as server:
+    with LoopbackBind.for_records(records, zones_for(records, ["kbmta.net", PARENT])) as server:
         bind_seconds = time.monotonic() - started
         resolver = DnsPythonResolver("127.0.0.1", server.port, timeout=2.0)
         options = DnsOptions(dkim_public_keys={d: b64 for d in plan["customers"]}, categories=("customer",), workers=workers)
