@@ -10,7 +10,6 @@ test folder uses.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,33 +20,18 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 BOUNCE_FILES = ROOT / "roles" / "bounce_inbound" / "files"
 STANDINS = ROOT / "tests" / "standins"
-for _path in (BOUNCE_FILES, STANDINS):
+SUPPORT = ROOT / "tests" / "support"
+for _path in (BOUNCE_FILES, STANDINS, SUPPORT):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
+
+from ansible_env import ansible_env  # noqa: E402  (tests/support)
 
 # test name -> figures it recorded (printed and saved by conftest at the end of the run)
 FIGURES: Dict[str, Dict[str, Any]] = {}
 
 
 # ---------------------------------------------------------------- ansible
-
-
-def ansible_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """Environment for ansible-playbook from this checkout, whatever the caller's environment."""
-    env = dict(os.environ)
-    env.update({
-        "PATH": "%s:%s" % (ROOT / ".venv" / "bin", env.get("PATH", "")),
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".collections"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_LOCALHOST_WARNING": "0",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-    })
-    for key in ("ROBOT_WS_USER", "ROBOT_WS_PASSWORD", "ROBOT_WS_URL", "HCLOUD_TOKEN", "HCLOUD_ENDPOINT"):
-        env.pop(key, None)
-    env.update(extra or {})
-    return env
 
 
 @dataclass

@@ -6,13 +6,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
-from bind import LoopbackBind  # tests/support is on pythonpath (pytest.ini)
+from ansible_env import ansible_env  # tests/support is on pythonpath (pytest.ini)
+from bind import LoopbackBind
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -25,20 +25,6 @@ def bind(tmp_path):
     server = LoopbackBind(tmp_path / "bind", {zone: None for zone in ZONES}).start()
     yield server
     server.stop()
-
-
-def ansible_env() -> Dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "PATH": "%s:%s" % (ROOT / ".venv" / "bin", env.get("PATH", "")),
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".collections"),
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_LOCALHOST_WARNING": "0",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
-    })
-    return env
 
 
 class PlaybookRun:
@@ -75,7 +61,8 @@ def run_playbook(playbook: Path, extra: Dict[str, Any], tmp_path: Path, inventor
     command = ["ansible-playbook", str(playbook), "-e", "@%s" % extra_file]
     command += ["-i", inventory] if inventory else ["-i", "localhost,", "-c", "local"]
     command += args or []
-    process = subprocess.run(command, capture_output=True, text=True, check=False, env=ansible_env(), cwd=str(ROOT), timeout=300)
+    process = subprocess.run(command, capture_output=True, text=True, check=False, cwd=str(ROOT), timeout=300,
+                             env=ansible_env({"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}))
     return PlaybookRun(process)
 
 
