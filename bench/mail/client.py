@@ -109,7 +109,7 @@ def session(index: int, args: argparse.Namespace, secret: Dict[str, str], counte
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--target", action="append", required=True, help="host:port (repeat: sessions alternate)")
     parser.add_argument("--proxy-v2", action="store_true", help="write a PROXY v2 header on each connection")
     parser.add_argument("--sessions", type=int, default=4)
