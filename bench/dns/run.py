@@ -29,12 +29,12 @@ The tools take turns within each run, so a slow patch of the machine hits all.
     python bench/dns/run.py --full-runs 0    # dns_zone on the sample only, scaled like the others
     python bench/dns/run.py --customers 100 --sample 10 --runs 5 --full-runs 3
 
-Time: dns_zone over all customer zones costs about 0.4 s per zone and phase on
+Time: dns_zone over all customer zones costs about 0.5 s per zone and phase on
 BIND and on a re-check of the stand-in (Ansible starts the module once per
-loop item), and about 1.4 s per zone to publish on the stand-in (the module
-waits a second before it reads its actions). With the defaults that is about
-45 minutes on an idle 2-core machine, most of it in the run over all zones;
---full-runs 0 takes about 15.
+loop item), and 1.5 to 1.7 s per zone to publish on the stand-in (the module
+sleeps its 1 s poll interval before it reads its actions). With the defaults
+a run took 68 minutes on a shared 2-core machine (load 3 to 6), 57 of them in
+the runs over all zones, which --full-runs 0 leaves out.
 """
 
 from __future__ import annotations
