@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,7 @@ from typing import Any, Dict, List, Tuple
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "tests" / "standins"), str(ROOT / ".collections")]
 
+from ansible_env import ansible_env  # noqa: E402
 from bind import LoopbackBind  # noqa: E402
 from cloud_dns_api import CloudDnsStandin  # noqa: E402
 from ansible_collections.kibamail.email_platform.plugins.filter.dns import dkim_txt  # noqa: E402
@@ -139,15 +139,6 @@ DNS_ZONE = "kibamail.email_platform.dns_zone"
 # ------------------------------------------------------------------ running Ansible
 
 
-def ansible_env() -> Dict[str, str]:
-    environ = dict(os.environ)
-    environ.update({"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-                    "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".collections"),
-                    "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOCALHOST_WARNING": "0",
-                    "PATH": "%s:%s" % (ROOT / ".venv" / "bin", environ.get("PATH", ""))})
-    return environ
-
-
 def playbook(workdir: Path, name: str, text: str, variables: Dict[str, Any],
              inventory: str = "localhost,") -> Tuple[float, Dict[str, Any]]:
     """Run one playbook (written to workdir) with its variables from a file; wall time and JSON output."""
@@ -156,7 +147,8 @@ def playbook(workdir: Path, name: str, text: str, variables: Dict[str, Any],
     (workdir / "vars.json").write_text(json.dumps(variables))
     command = ["ansible-playbook", book.name, "-i", inventory, "-e", "@vars.json"]
     start = time.monotonic()
-    process = subprocess.run(command, cwd=str(workdir), capture_output=True, text=True, env=ansible_env(),
+    process = subprocess.run(command, cwd=str(workdir), capture_output=True, text=True,
+                             env=ansible_env({"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}),
                              check=False)
     elapsed = time.monotonic() - start
     if process.returncode != 0:

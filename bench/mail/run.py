@@ -58,9 +58,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "reliability"))
+from reliability_support import container_running as running, lab_vault  # noqa: E402  (one vault reader)
 LAB_JSON = os.environ.get("KB_LAB_JSON", os.path.join(ROOT, ".lab", "lab.json"))
-VAULT_FILE = os.path.join(ROOT, "inventories", "lab", "group_vars", "all", "vault.yml")
-VAULT_PASSWORD_FILE = os.path.join(ROOT, "inventories", "lab.vault-password.lab-only")
 
 MESSAGES = int(os.environ.get("BENCH_MAIL_MESSAGES", "500"))
 SESSIONS = int(os.environ.get("BENCH_MAIL_SESSIONS", "4"))
@@ -111,26 +111,9 @@ def lab_description() -> Dict[str, Any]:
         return json.load(handle)
 
 
-def running(container: str) -> bool:
-    proc = docker(["inspect", "-f", "{{.State.Running}}", container], check=False)
-    return proc.returncode == 0 and proc.stdout.decode().strip() == "true"
-
-
 def sasl_password() -> str:
     """support@kibamail.com's password from the lab vault (lab-only password file)."""
-    import yaml
-    from ansible.parsing.vault import VaultLib, VaultSecret
-
-    with open(VAULT_PASSWORD_FILE, "rb") as handle:
-        vault = VaultLib([("default", VaultSecret(handle.read().strip()))])
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_constructor("!vault", lambda loader, node: vault.decrypt(node.value.encode()).decode("utf-8"))
-    with open(VAULT_FILE, encoding="utf-8") as handle:
-        data = yaml.load(handle, Loader=Loader)  # noqa: S506 - SafeLoader plus the !vault tag only
-    return str(data["vault_sasl_passwords"][SENDER])
+    return str(lab_vault()["vault_sasl_passwords"][SENDER])
 
 
 def lb_backends(lb_container: str, backend: str) -> List[Tuple[str, str]]:
