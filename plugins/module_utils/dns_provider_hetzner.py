@@ -188,10 +188,8 @@ class HetznerProvider:
         self._raise_failed(failed)
         deadline = time.monotonic() + self.settings.action_timeout
         while pending:
-            if time.monotonic() > deadline:
-                raise ProviderError("actions %s still running after %gs; look at the zone in the Hetzner console "
-                                    "and run again" % (pending, self.settings.action_timeout))
-            self.sleep(self.settings.poll_interval)
+            # Ask first: most actions are done by the time the request that started them returns,
+            # so a sleep before the first look only adds latency.
             still: List[int] = []
             for start in range(0, len(pending), ACTION_BATCH):
                 batch = pending[start:start + ACTION_BATCH]
@@ -201,6 +199,12 @@ class HetznerProvider:
                 self._raise_failed([_Action(item) for item in states if item.get("status") == "error"])
                 still.extend(item["id"] for item in states if item.get("status") == "running")
             pending = still
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                raise ProviderError("actions %s still running after %gs; look at the zone in the Hetzner console "
+                                    "and run again" % (pending, self.settings.action_timeout))
+            self.sleep(self.settings.poll_interval)
         return [action.id for action in actions if action is not None]
 
     @staticmethod

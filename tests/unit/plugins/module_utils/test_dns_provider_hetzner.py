@@ -121,6 +121,28 @@ def test_actions_are_polled_25_at_a_time(standin):
     assert [len(ids) for ids in waits[:2]] == [25, 15]
 
 
+def test_actions_are_read_before_the_first_sleep(standin):
+    """Two status reads per action in the stand-in: look, sleep once, look again, done."""
+    slept = []
+    request = R.ZoneRequest(ZONE, RECORDS[:1])
+    R.reconcile(HetznerProvider(HetznerSettings(TOKEN, standin.url, poll_interval=0.5), sleep=slept.append),
+                request, False)
+    assert slept == [0.5]
+
+
+def test_actions_done_at_once_need_no_sleep():
+    server = CloudDnsStandin(TOKEN, action_polls=1).start()
+    try:
+        server.state.add_zone(ZONE)
+        slept = []
+        R.reconcile(HetznerProvider(HetznerSettings(TOKEN, server.url, poll_interval=0.5), sleep=slept.append),
+                    R.ZoneRequest(ZONE, RECORDS), False)
+        assert slept == []
+        assert [r["path"] for r in server.requests].count("/v1/actions") == 1
+    finally:
+        server.stop()
+
+
 def test_bad_token_is_a_clear_error(standin):
     with pytest.raises(R.ProviderError, match="refused the token: set hcloud_token"):
         provider(standin, token="wrong").read(ZONE)
