@@ -100,6 +100,25 @@ def test_transcript_rcpt_to_names_the_recipient():
     assert (event.recipient, event.status, event.smtp_code, event.klass) == ("t@c.example", "5.1.1", 550, "hard")
 
 
+def test_x_failed_recipients_names_recipients_the_text_does_not():
+    body = "A message that you sent could not be delivered.\n\n    550 5.1.1 mailbox unavailable\n"
+    head = "From: Mail Delivery System <Mailer-Daemon@mx.example>\nTo: someone@kibamail.com\n" \
+           "Subject: Mail delivery failed: returning message to sender\n"
+    assert parse.parse((head + "\n" + body).encode(), None).kind == parse.UNPARSEABLE
+    raw = (head + "X-Failed-Recipients: T@c.example, <u@d.example>\n\n" + body).encode()
+    events = parse.parse(raw, None).events
+    assert [(e.recipient, e.recipient_source, e.status, e.klass) for e in events] == [
+        ("t@c.example", "x-failed-recipients", "5.1.1", "hard"), ("u@d.example", "x-failed-recipients", "5.1.1", "hard")]
+
+
+def test_x_failed_recipients_takes_each_address_own_section():
+    raw = ("From: Mailer-Daemon@mx.example\nTo: someone@kibamail.com\nSubject: Mail delivery failed\n"
+           "X-Failed-Recipients: a@c.example,b@c.example\n\n"
+           "  a@c.example\n    550 5.1.1 no such user\n  b@c.example\n    452 4.2.2 mailbox full\n").encode()
+    got = [(e.recipient, e.status, e.klass) for e in parse.parse(raw, None).events]
+    assert got == [("a@c.example", "5.1.1", "hard"), ("b@c.example", "4.2.2", "soft")]
+
+
 def test_challenge_response_is_ignored_but_a_coded_verification_failure_is_not():
     challenge = _load("challenge-response.eml")
     assert parse.parse(challenge, None).kind == parse.IGNORED

@@ -19,7 +19,7 @@ import email.policy
 import quopri
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 from kb_bounce import classify, verp
 
@@ -30,6 +30,7 @@ UNPARSEABLE = "unparseable"
 MAX_TEXT = 256 * 1024
 MAX_DIAGNOSTIC = 1000
 MAX_PARTS = 200
+MAX_FAILED_RECIPIENTS = 100
 
 # Local part and domain may be internationalised (RFC 6531/6532): \w is Unicode-aware.
 ADDRESS_RE = re.compile(r"<?([\w!#$%&'*+/=?^`{|}~.\-]{1,128}@[\w\-]{1,63}(?:\.[\w\-]{1,63})+)>?")
@@ -419,7 +420,18 @@ def _parse_message(msg: email.message.Message, envelope: Optional[verp.ReturnPat
             return result
     if not looks_like_bounce(msg):
         return ParseResult(kind=UNPARSEABLE, reason="neither a delivery report, a complaint nor an automatic reply")
-    return _text_bounce(text, original, envelope)
+    return _text_bounce(text, original, envelope, failed_recipients(msg))
+
+
+def failed_recipients(msg: email.message.Message) -> List[str]:
+    """Addresses in ``X-Failed-Recipients`` (Exim and others name the failed recipients there)."""
+    found: List[str] = []
+    for value in msg.get_all("X-Failed-Recipients") or []:
+        for address in re.split(r"[,\s]+", text_of(value, 4000)):
+            address = address.strip("<>").lower()
+            if ADDRESS_RE.fullmatch(address) and address not in found:
+                found.append(address)
+    return found[:MAX_FAILED_RECIPIENTS]
 
 
 def human_text(parts: List[email.message.Message]) -> str:
@@ -532,13 +544,18 @@ def _complaint(msg: email.message.Message, part: email.message.Message, original
     return ParseResult(kind=REPORT, events=[event])
 
 
-def _text_bounce(text: str, original: Original, envelope: Optional[verp.ReturnPath]) -> ParseResult:
+def _text_bounce(text: str, original: Original, envelope: Optional[verp.ReturnPath],
+                 failed: Sequence[str] = ()) -> ParseResult:
     sections = address_sections(text)
     return_path = envelope or original.return_path
     if return_path is not None:
         wanted = return_path.recipient.lower()
         body = sections.get(wanted) or (next(iter(sections.values())) if len(sections) == 1 else text)
         targets = [(return_path.recipient, body, "return-path")]
+    elif failed:
+        # The header names the failed recipients; the text about each, where the notice has it,
+        # carries the reason (otherwise the whole notice does).
+        targets = [(address, sections.get(address) or text, "x-failed-recipients") for address in failed]
     else:
         targets = [(address, body, "text") for address, body in sections.items()]
     delayed = bool(DELAY_RE.search(text))
