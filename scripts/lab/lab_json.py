@@ -84,6 +84,10 @@ def describe(args: argparse.Namespace) -> Dict[str, object]:
             "mx": "mx.recipient.example",
             "store_dir": args.receiver_dir,
             "stored_as": "<id>.eml (the message as received) and <id>.json (envelope, peer, HELO)",
+            # playbooks/lab_infra.yml: recipients with this local-part prefix get their 250
+            # slow_seconds after the message is stored (deliveries in flight for tests)
+            "slow_prefix": "slow-",
+            "slow_seconds": 4,
         },
         "webhook": {
             "host": receiver.name if receiver else None,

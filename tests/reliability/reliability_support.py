@@ -185,3 +185,29 @@ def receiver_message_ids(receiver: str, store: str, tag: str) -> List[str]:
     if proc.returncode != 0:
         raise AssertionError("cannot read the receiver's store: %s" % proc.stderr.decode("utf-8", "replace")[-2000:])
     return list(json.loads(proc.stdout.decode()))
+
+
+RECEIVER_COPIES = r'''
+import email.parser, json, os, sys
+store, wanted = sys.argv[1], set(sys.argv[2:])
+copies = {}
+for name in sorted(os.listdir(store) if os.path.isdir(store) else []):
+    if not name.endswith(".eml"):
+        continue
+    with open(os.path.join(store, name), "rb") as handle:
+        headers = email.parser.BytesHeaderParser().parse(handle)
+    value = (headers.get("Message-ID") or "").strip()
+    if value in wanted:
+        received = [" ".join(r.split()) for r in headers.get_all("Received") or []]
+        copies.setdefault(value, []).append({"file": name, "received": received[:3]})
+print(json.dumps(copies))
+'''
+
+
+def receiver_copies(receiver: str, store: str, message_ids: List[str]) -> Dict[str, List[Dict[str, Any]]]:
+    """For each Message-ID, every stored copy with its file name and newest Received headers: which
+    MTA and queue ID each copy came through, to tell a client's retry from a redelivery."""
+    proc = python_in(receiver, RECEIVER_COPIES, [store] + list(message_ids))
+    if proc.returncode != 0:
+        raise AssertionError("cannot read the receiver's store: %s" % proc.stderr.decode("utf-8", "replace")[-2000:])
+    return dict(json.loads(proc.stdout.decode()))

@@ -10,6 +10,7 @@ import json
 import smtplib
 import socket
 import ssl
+import time
 from email.message import EmailMessage
 from typing import Dict, Optional
 
@@ -87,13 +88,64 @@ def conversation(host: str, port: int, implicit_tls: bool, starttls: bool,
     return result
 
 
+def refuses_new_connections(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
+def drain_session(host: str, password: str, token: str, ready_file: str, wait: float) -> Dict[str, object]:
+    """Open a customer session and send one message; say so in ready_file; wait until the MTA
+    refuses new connections (its drain has begun); then send a second message on the same session.
+    A drained MTA answers it 421 (try elsewhere) and closes the session between messages."""
+    user, rcpt = "support@kibamail.com", "alice@recipient.example"
+    result: Dict[str, object] = {}
+    smtp = ProxySMTP(host, 2587, timeout=20)
+    try:
+        smtp.ehlo("client.molecule.test")
+        smtp.starttls(context=tls_context())
+        smtp.ehlo("client.molecule.test")
+        smtp.login(user, password)
+        smtp.send_message(message(user, rcpt, token + "-before"), from_addr=user, to_addrs=[rcpt])
+        result["before"] = 250
+        with open(ready_file, "w", encoding="ascii") as handle:
+            handle.write("session open\n")
+        deadline = time.monotonic() + wait
+        while not refuses_new_connections(host, 2587):
+            if time.monotonic() > deadline:
+                result["drain_seen"] = False
+                return result
+            time.sleep(0.2)
+        result["drain_seen"] = True
+        try:
+            smtp.send_message(message(user, rcpt, token + "-during"), from_addr=user, to_addrs=[rcpt])
+            result["during"] = 250
+        except Exception as exc:  # noqa: BLE001 - the code is the result
+            result["during"] = code_of(exc)
+    finally:
+        try:
+            smtp.close()
+        except OSError:
+            pass
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", required=True)
     parser.add_argument("--password", required=True)
     parser.add_argument("--token", required=True)
+    parser.add_argument("--drain-ready-file", help="run the drain case only, saying in this file when the session is open")
+    parser.add_argument("--drain-wait", type=float, default=60.0)
     args = parser.parse_args()
     h, pw, t = args.host, args.password, args.token
+    if args.drain_ready_file:
+        print(json.dumps(drain_session(h, pw, t, args.drain_ready_file, args.drain_wait), sort_keys=True))
+        return
     user = "support@kibamail.com"
     rcpt = "alice@recipient.example"
     cases = {

@@ -6,6 +6,11 @@ Accepts mail for the configured domains and stores every message as
 <id>.eml (raw bytes as received) and <id>.json (envelope and connection
 facts). The JSON file is written last, atomically, so a reader that sees it
 also sees the complete .eml file.
+
+A receiver may answer late: when a recipient's local part starts with the
+--slow-prefix, the message is stored at once but the 250 comes --slow-seconds
+later, like a busy server that has taken the message and is slow to say so.
+Tests use it to have deliveries in flight at a known moment.
 """
 from __future__ import annotations
 
@@ -47,9 +52,14 @@ def write_atomic(path: str, data: bytes) -> None:
 
 
 class RecordingHandler:
-    def __init__(self, spool: str, domains: List[str]) -> None:
+    def __init__(self, spool: str, domains: List[str], slow_prefix: str = "", slow_seconds: float = 0) -> None:
         self.spool = spool
         self.domains = [d.lower() for d in domains]
+        self.slow_prefix = slow_prefix.lower()
+        self.slow_seconds = slow_seconds
+
+    def is_slow(self, recipients: List[str]) -> bool:
+        return bool(self.slow_prefix) and any(r.lower().startswith(self.slow_prefix) for r in recipients)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: List[str]) -> str:
@@ -74,6 +84,8 @@ class RecordingHandler:
         write_atomic(os.path.join(self.spool, message_id + ".eml"), data)
         write_atomic(os.path.join(self.spool, message_id + ".json"),
                      json.dumps(asdict(record), indent=2).encode() + b"\n")
+        if self.is_slow(record.rcpt_to):
+            await asyncio.sleep(self.slow_seconds)
         return "250 2.0.0 Ok: stored as " + message_id
 
 
@@ -86,11 +98,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-size", type=int, default=33554432)
     parser.add_argument("--domain", action="append", default=[],
                         help="accept recipients of this domain (repeat); none: accept all")
+    parser.add_argument("--slow-prefix", default="",
+                        help="answer late for recipients whose local part starts with this (empty: never)")
+    parser.add_argument("--slow-seconds", type=float, default=3.0,
+                        help="how late, after the message is stored")
     return parser.parse_args()
 
 
 async def serve(args: argparse.Namespace) -> None:
-    handler = RecordingHandler(args.spool, args.domain)
+    handler = RecordingHandler(args.spool, args.domain, args.slow_prefix, args.slow_seconds)
     loop = asyncio.get_running_loop()
 
     def factory() -> SMTP:
