@@ -163,51 +163,39 @@ def python_in(container: str, source: str, args: List[str], timeout: int = 120) 
                           capture_output=True, timeout=timeout, check=False)
 
 
-RECEIVER_IDS = r'''
+RECEIVER_MESSAGES = r'''
 import email.parser, json, os, sys
-store, tag = sys.argv[1], sys.argv[2]
+store, tag, wanted = sys.argv[1], sys.argv[2], set(sys.argv[3:])
 found = []
-for name in (os.listdir(store) if os.path.isdir(store) else []):
-    if not name.endswith(".eml"):
-        continue
-    with open(os.path.join(store, name), "rb") as handle:
-        headers = email.parser.BytesHeaderParser().parse(handle)
-    value = (headers.get("Message-ID") or "").strip()
-    if tag in value:
-        found.append(value)
-print(json.dumps(found))
-'''
-
-
-def receiver_message_ids(receiver: str, store: str, tag: str) -> List[str]:
-    """Message-IDs containing tag in the lab receiver's store (one entry per stored copy)."""
-    proc = python_in(receiver, RECEIVER_IDS, [store, tag])
-    if proc.returncode != 0:
-        raise AssertionError("cannot read the receiver's store: %s" % proc.stderr.decode("utf-8", "replace")[-2000:])
-    return list(json.loads(proc.stdout.decode()))
-
-
-RECEIVER_COPIES = r'''
-import email.parser, json, os, sys
-store, wanted = sys.argv[1], set(sys.argv[2:])
-copies = {}
 for name in sorted(os.listdir(store) if os.path.isdir(store) else []):
     if not name.endswith(".eml"):
         continue
     with open(os.path.join(store, name), "rb") as handle:
         headers = email.parser.BytesHeaderParser().parse(handle)
     value = (headers.get("Message-ID") or "").strip()
-    if value in wanted:
-        received = [" ".join(r.split()) for r in headers.get_all("Received") or []]
-        copies.setdefault(value, []).append({"file": name, "received": received[:3]})
-print(json.dumps(copies))
+    if tag in value and (not wanted or value in wanted):
+        received = [" ".join(r.split()) for r in headers.get_all("Received") or []] if wanted else []
+        found.append({"id": value, "file": name, "received": received[:3]})
+print(json.dumps(found))
 '''
+
+
+def _receiver_messages(receiver: str, store: str, tag: str, message_ids: List[str]) -> List[Dict[str, Any]]:
+    proc = python_in(receiver, RECEIVER_MESSAGES, [store, tag] + list(message_ids))
+    if proc.returncode != 0:
+        raise AssertionError("cannot read the receiver's store: %s" % proc.stderr.decode("utf-8", "replace")[-2000:])
+    return list(json.loads(proc.stdout.decode()))
+
+
+def receiver_message_ids(receiver: str, store: str, tag: str) -> List[str]:
+    """Message-IDs containing tag in the lab receiver's store (one entry per stored copy)."""
+    return [found["id"] for found in _receiver_messages(receiver, store, tag, [])]
 
 
 def receiver_copies(receiver: str, store: str, message_ids: List[str]) -> Dict[str, List[Dict[str, Any]]]:
     """For each Message-ID, every stored copy with its file name and newest Received headers: which
-    MTA and queue ID each copy came through, to tell a client's retry from a redelivery."""
-    proc = python_in(receiver, RECEIVER_COPIES, [store] + list(message_ids))
-    if proc.returncode != 0:
-        raise AssertionError("cannot read the receiver's store: %s" % proc.stderr.decode("utf-8", "replace")[-2000:])
-    return dict(json.loads(proc.stdout.decode()))
+    MTA and queue ID each copy came through, to tell a client's resend from an MTA's redelivery."""
+    copies: Dict[str, List[Dict[str, Any]]] = {}
+    for found in _receiver_messages(receiver, store, "", message_ids):
+        copies.setdefault(found["id"], []).append({"file": found["file"], "received": found["received"]})
+    return copies
