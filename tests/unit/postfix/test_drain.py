@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[3] / "roles" / "postfix" / "files" / "kibamail-postfix-drain"
+SCRIPT = Path(__file__).resolve().parents[3] / "roles" / "postfix" / "files" / "kibamail_postfix_drain.py"
 
 
 def _load():

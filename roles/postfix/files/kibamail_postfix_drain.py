@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: Contributors to the kibamail.email_platform project
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Drain Postfix before it stops, so an orderly stop neither loses nor doubles mail.
@@ -230,7 +229,7 @@ def policy(stdin: TextIO, stdout: TextIO, flag: str = FLAG) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="kibamail-postfix-drain", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="kibamail-postfix-drain", description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     step = sub.add_parser("drain", help="refuse new sessions, end open ones between messages, empty the queues")
     step.add_argument("--sessions", type=float, default=10.0, help="seconds to wait for open sessions")
