@@ -100,7 +100,7 @@ def read_proc_net() -> List[str]:
 
 
 def queue_in_flight(postqueue_json: str) -> int:
-    """Messages Postfix is taking in or delivering (incoming and active queues) in ``postqueue -j``."""
+    """Messages Postfix is taking in or delivering (maildrop, incoming and active queues) in ``postqueue -j``."""
     count = 0
     for line in postqueue_json.splitlines():
         line = line.strip()
