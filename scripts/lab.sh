@@ -31,6 +31,9 @@ GATEWAY=198.51.100.1
 IMAGE=local/debian-systemd:12
 LABEL=kibamail.lab=1
 DNS_IP=198.51.100.53
+# The lab's stock recursive resolver: every container resolves through it,
+# as a receiver resolves through its own (docs/lab.md).
+RESOLVER_IP=198.51.100.54
 ROBOT_PORT=8780
 CLOUD_DNS_PORT=8781
 TSIG_NAME=kb-lab
@@ -42,6 +45,7 @@ export ANSIBLE_VAULT_PASSWORD_FILE="$VAULT_PASSWORD_FILE"
 # name address role
 HOSTS=(
   "kb-ns 198.51.100.53 dns"
+  "kb-resolver 198.51.100.54 resolver"
   "kb-mx 198.51.100.25 receiver"
   "lb-transactional 198.51.100.10 lb_transactional"
   "lb-marketing 198.51.100.11 lb_marketing"
@@ -60,6 +64,7 @@ export_lab_env() {
   export KB_LAB_JSON="$LAB_DIR/lab.json"
   export KB_LAB_DNS_SERVER="$DNS_IP"
   export KB_LAB_DNS_PORT=53
+  export KB_LAB_RESOLVER="$RESOLVER_IP"
   export KB_LAB_TSIG_KEY_FILE="$TSIG_FILE"
   export KB_LAB_TSIG_KEY_NAME="$TSIG_NAME"
   export KB_LAB_TSIG_ALGORITHM="$TSIG_ALGORITHM"
@@ -126,12 +131,14 @@ ensure_network() {
 ensure_container() {
   local name=$1 ip=$2 role=$3
   if docker container inspect "$name" >/dev/null 2>&1; then
+    [ "$(docker container inspect -f '{{ join .HostConfig.Dns " " }}' "$name")" = "$RESOLVER_IP" ] \
+      || die "container $name resolves through $(docker container inspect -f '{{ join .HostConfig.Dns " " }}' "$name"), not the lab resolver $RESOLVER_IP (a lab from before the resolver): run 'scripts/lab.sh down' first"
     [ "$(docker container inspect -f '{{ .State.Running }}' "$name")" = true ] || docker start "$name" >/dev/null
     return
   fi
   say "starting container $name ($ip)"
   docker run -d --name "$name" --hostname "$name" \
-    --network "$NETWORK" --ip "$ip" --dns "$DNS_IP" --dns-search . \
+    --network "$NETWORK" --ip "$ip" --dns "$RESOLVER_IP" --dns-search . \
     --cap-add SYS_ADMIN --cap-add NET_ADMIN \
     --tmpfs /run --tmpfs /run/lock -v /sys/fs/cgroup:/sys/fs/cgroup:ro \
     --label "$LABEL" --label "kibamail.lab.role=$role" \
@@ -243,7 +250,7 @@ write_lab_json() {
   done
   python "$root/scripts/lab/lab_json.py" --out "$LAB_DIR/lab.json" \
     --network "$NETWORK" --subnet "$SUBNET" --gateway "$GATEWAY" --bridge "$BRIDGE" \
-    --dns "$DNS_IP:53" --tsig-file "$TSIG_FILE" --tsig-name "$TSIG_NAME" --tsig-algorithm "$TSIG_ALGORITHM" \
+    --dns "$DNS_IP:53" --resolver "$RESOLVER_IP:53" --tsig-file "$TSIG_FILE" --tsig-name "$TSIG_NAME" --tsig-algorithm "$TSIG_ALGORITHM" \
     --robot-url "http://127.0.0.1:$ROBOT_PORT" --cloud-dns-url "http://127.0.0.1:$CLOUD_DNS_PORT" \
     --standin-dir "$LAB_DIR" "${args[@]}"
 }
@@ -266,7 +273,7 @@ write_site_extra_vars() {
 }
 
 run_infra_playbook() {
-  say "configuring the lab DNS (kb-ns) and the receiving server (kb-mx)"
+  say "configuring the lab DNS (kb-ns), its resolver (kb-resolver) and the receiving server (kb-mx)"
   export_lab_env
   ansible-playbook -i "$root/inventories/lab" "$root/playbooks/lab_infra.yml" >"$LAB_DIR/lab_infra.log" 2>&1 \
     || { tail -n 40 "$LAB_DIR/lab_infra.log" >&2; die "playbooks/lab_infra.yml failed (log: $LAB_DIR/lab_infra.log)"; }

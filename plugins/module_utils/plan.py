@@ -28,6 +28,8 @@ RESOLVER_SAFE_RRSET = 100
 PROFILES = ("transactional", "marketing")
 DMARC_POLICIES = ("none", "quarantine", "reject")
 PTR_FIELDS = ("mta", "mta_fqdn", "ip_dashed", "index", "domain")
+# One name per sending IP, under its MTA's name: 192-0-2-10.us-mta1.kbmta.net.
+DEFAULT_PTR_TEMPLATE = "{ip_dashed}.{mta_fqdn}"
 # Address blocks an inventory uses for values that are not known yet. Outside
 # a lab, any address in them is a placeholder and no playbook may act on it.
 PLACEHOLDER_NETS = tuple(
@@ -378,6 +380,23 @@ def _ptr_name(template: str, mta: str, mta_fqdn: str, ip: ipaddress.IPv4Address,
     return normalize_fqdn(name, "the PTR name %r made by platform_ptr_template" % name)
 
 
+def _refuse_oversize(records: list, template: str) -> None:
+    """Refuse any record set a stock resolver would not accept.
+
+    BIND 9.18.28 and later (Debian 12's included) refuse more than 100 records
+    of one type at one name (max-records-per-type) and answer SERVFAIL, so
+    receivers behind them could neither forward-confirm a sending IP nor reach
+    a bounce MX published that way.
+    """
+    for rr in records:
+        if len(rr["values"]) > RESOLVER_SAFE_RRSET:
+            raise PlanError(
+                "%s would carry %d %s records, more than the %d that resolvers running BIND 9.18.28 or later accept "
+                "at one name (they answer SERVFAIL, so receivers could not forward-confirm these sending IPs): "
+                "give each sending IP a name of its own with platform_ptr_template: '%s' (the default), "
+                "not %r" % (rr["name"], len(rr["values"]), rr["type"], RESOLVER_SAFE_RRSET, DEFAULT_PTR_TEMPLATE, template))
+
+
 def build_plan(spec: dict) -> dict:
     """Compute the plan from an inventory spec (see docs/model.md for both shapes)."""
     domain = normalize_fqdn(spec.get("domain"), "platform_domain")
@@ -386,7 +405,7 @@ def build_plan(spec: dict) -> dict:
     ttl = spec.get("ttl", 3600)
     if not isinstance(ttl, int) or isinstance(ttl, bool) or not 60 <= ttl <= 86400:
         raise PlanError("platform_ttl must be a whole number of seconds between 60 and 86400, got %r" % (ttl,))
-    template = spec.get("ptr_template", "{mta_fqdn}")
+    template = spec.get("ptr_template") or DEFAULT_PTR_TEMPLATE
     groups = spec.get("groups") or {}
     hosts = spec.get("hosts") or {}
 
@@ -447,25 +466,26 @@ def build_plan(spec: dict) -> dict:
         addrs = sorted({load_balancers[lb]["address"] for lb in pools[pname].lbs}, key=ipaddress.ip_address)
         if addrs:
             records.append(_rrset(fqdn, "A", ttl, addrs))
+    # Each sending IP's PTR name gets an A record back to it (forward-confirmed
+    # reverse DNS) and an SPF record for the HELO identity (RFC 7208 2.3:
+    # bounces the MTAs send have an empty MAIL FROM). Each MTA's own name
+    # answers the address it receives mail on (the bounce MX listener), plus
+    # any sending IP whose PTR template names the MTA itself.
     by_name = {}
+    for mta, conf in sorted(mtas.items()):
+        by_name.setdefault(conf["fqdn"], set()).add(conf["address"])
     for ip, ptr in ptr_map.items():
-        by_name.setdefault(ptr, []).append(ip)
+        by_name.setdefault(ptr, set()).add(ip)
+    for lb_fqdn in lb_names:
+        if lb_fqdn in by_name:
+            raise PlanError("%s is both a load balancer name and an MTA or PTR name: change lb_label or platform_ptr_template"
+                            % lb_fqdn)
     for name in sorted(by_name):
         if not (name == domain or name.endswith("." + domain)):
             continue  # a PTR template pointing outside the platform zone: its A records live elsewhere
         records.append(_rrset(name, "A", ttl, sorted(by_name[name], key=ipaddress.ip_address)))
-        # SPF for the HELO identity (RFC 7208 2.3): bounces the MTAs send have an empty MAIL FROM.
         records.append(_rrset(name, "TXT", ttl, ["v=spf1 include:%s -all" % spf_domain]))
-    warnings = [
-        "%s carries %d A records: resolvers running BIND 9.18.28 or later accept at most %d records of one type "
-        "at a name (max-records-per-type) and answer SERVFAIL, so receivers behind them cannot forward-confirm "
-        "these sending IPs; set platform_ptr_template: '{ip_dashed}.{mta_fqdn}' to give each IP a name of its own"
-        % (name, len(ips), RESOLVER_SAFE_RRSET)
-        for name, ips in sorted(by_name.items()) if len(ips) > RESOLVER_SAFE_RRSET
-    ]
-    for lb_fqdn in lb_names:
-        if lb_fqdn in by_name:
-            raise PlanError("%s is both a load balancer name and a PTR name: change lb_label or platform_ptr_template" % lb_fqdn)
+    _refuse_oversize(records, template)
 
     customers, customer_zones = _customers(spec, pools, domain, bounce_domain, ttl)
     zones = {domain: records}
@@ -492,7 +512,7 @@ def build_plan(spec: dict) -> dict:
         "bounce_domains": [bounce_domain] + sorted(c["return_path"] for c in customers.values()),
         "zones": zones,
         "placeholders": _placeholders(spec, pools, hosts),
-        "warnings": warnings,
+        "warnings": [],
     }
     return plan
 

@@ -110,8 +110,9 @@ def cname_target(response: Optional[dns.message.Message], name: dns.name.Name) -
 
 def lab_resolver(lab: Dict[str, Any]) -> dns.resolver.Resolver:
     resolver = ChasingResolver(configure=False)
-    resolver.nameservers = [lab["dns"]["address"]]
-    resolver.port = int(lab["dns"]["port"])
+    # What a receiver sees: through the lab's stock recursive resolver.
+    resolver.nameservers = [lab["resolver"]["address"]]
+    resolver.port = int(lab["resolver"]["port"])
     resolver.lifetime = 5.0
     return resolver
 

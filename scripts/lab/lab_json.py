@@ -53,6 +53,7 @@ def describe(args: argparse.Namespace) -> Dict[str, object]:
         host.running = found is not None
         host.addresses = found or []
     dns_address, dns_port = args.dns.rsplit(":", 1)
+    resolver_address, resolver_port = args.resolver.rsplit(":", 1)
     receiver = next((h for h in hosts if h.role == "receiver"), None)
     return {
         "version": 1,
@@ -63,6 +64,13 @@ def describe(args: argparse.Namespace) -> Dict[str, object]:
             "bridge": args.bridge,
         },
         "hosts": {h.name: asdict(h) for h in hosts},
+        # The stock recursive resolver every lab host (and every check of what a
+        # receiver sees) resolves through.
+        "resolver": {
+            "host": "kb-resolver",
+            "address": resolver_address,
+            "port": int(resolver_port),
+        },
         "dns": {
             "host": "kb-ns",
             "address": dns_address,
@@ -122,6 +130,7 @@ def main() -> None:
     parser.add_argument("--gateway", required=True)
     parser.add_argument("--bridge", required=True)
     parser.add_argument("--dns", required=True, help="ADDRESS:PORT of the lab DNS server")
+    parser.add_argument("--resolver", required=True, help="ADDRESS:PORT of the lab's recursive resolver")
     parser.add_argument("--tsig-file", required=True)
     parser.add_argument("--tsig-name", required=True)
     parser.add_argument("--tsig-algorithm", required=True)

@@ -3,8 +3,10 @@
 """Containment of the running lab (scripts/lab.sh up).
 
 No lab message may reach a real mail server:
-- lab hosts resolve names only through the lab's own DNS server, which does
-  not recurse, so no outside name resolves inside the lab;
+- lab hosts resolve names only through the lab's stock recursive resolver
+  (kb-resolver), which knows only the lab's zones (static stubs to the lab's
+  authoritative server, which does not recurse) and no root but the lab's,
+  so no outside name resolves inside the lab;
 - SMTP (25, 465, 587) leaving the lab's networks is dropped on the host by a
   rule in Docker's DOCKER-USER chain.
 
@@ -86,6 +88,13 @@ def in_container(host: str, script: str, *args: str, timeout: float = 30) -> str
 
 
 def dns_server() -> Dict[str, object]:
+    """The server every lab host resolves through: the lab's stock recursive resolver."""
+    assert LAB is not None
+    return LAB["resolver"]  # type: ignore[return-value]
+
+
+def auth_server() -> Dict[str, object]:
+    """The lab's authoritative server (kb-ns): recursion off."""
     assert LAB is not None
     return LAB["dns"]  # type: ignore[return-value]
 
@@ -129,16 +138,34 @@ def test_an_outside_name_does_not_resolve_inside_the_lab(name: str) -> None:
 @pytest.mark.parametrize("name", OUTSIDE_NAMES)
 def test_the_lab_dns_server_refuses_recursion(name: str) -> None:
     query = dns.message.make_query(name, dns.rdatatype.A)
-    response = dns.query.udp(query, str(dns_server()["address"]), port=int(dns_server()["port"]), timeout=5)
+    response = dns.query.udp(query, str(auth_server()["address"]), port=int(auth_server()["port"]), timeout=5)
     assert response.rcode() == dns.rcode.REFUSED
     assert not response.answer
 
 
 def test_the_lab_dns_server_answers_for_its_zones() -> None:
     query = dns.message.make_query("recipient.example", dns.rdatatype.MX)
-    response = dns.query.udp(query, str(dns_server()["address"]), port=int(dns_server()["port"]), timeout=5)
+    response = dns.query.udp(query, str(auth_server()["address"]), port=int(auth_server()["port"]), timeout=5)
     assert response.rcode() == dns.rcode.NOERROR
     assert response.flags & dns.flags.AA
+    assert [r.to_text() for rrset in response.answer for r in rrset] == ["10 mx.recipient.example."]
+
+
+@pytest.mark.parametrize("name", OUTSIDE_NAMES)
+def test_the_lab_resolver_resolves_no_outside_name(name: str) -> None:
+    # Its root hints name the lab's authoritative server, which serves no root.
+    query = dns.message.make_query(name, dns.rdatatype.A)
+    response = dns.query.udp(query, str(dns_server()["address"]), port=int(dns_server()["port"]), timeout=10)
+    assert response.rcode() in (dns.rcode.SERVFAIL, dns.rcode.REFUSED, dns.rcode.NXDOMAIN)
+    assert not response.answer
+
+
+def test_the_lab_resolver_recurses_for_the_lab_zones() -> None:
+    # Positive control: the same resolver answers a lab name, not authoritatively (it recursed).
+    query = dns.message.make_query("recipient.example", dns.rdatatype.MX)
+    response = dns.query.udp(query, str(dns_server()["address"]), port=int(dns_server()["port"]), timeout=10)
+    assert response.rcode() == dns.rcode.NOERROR
+    assert response.flags & dns.flags.RA and not response.flags & dns.flags.AA
     assert [r.to_text() for rrset in response.answer for r in rrset] == ["10 mx.recipient.example."]
 
 

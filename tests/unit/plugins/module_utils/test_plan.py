@@ -90,15 +90,31 @@ def test_load_balancer_names_point_at_their_pools_load_balancer():
     assert [b["name"] for b in plan["load_balancers"]["lb-marketing"]["backends"]] == ["eu-mta1", "eu-mta2"]
 
 
-def test_every_sending_ip_has_an_a_record_under_its_mta_and_a_matching_ptr():
+def test_every_sending_ip_has_a_name_of_its_own_under_its_mta():
     plan = build_plan(spec())
     for mta, entry in plan["mtas"].items():
-        ips = [e["ip"] for e in entry["sending_ips"]]
-        (a,) = rrsets(plan, "kbmta.net", "A", "%s.kbmta.net" % mta)
-        assert sorted(a["values"], key=ipaddress.ip_address) == ips
         for e in entry["sending_ips"]:
-            assert plan["ptr_map"][e["ip"]] == "%s.kbmta.net" % mta
-            assert e["helo"] == e["ptr"]
+            name = "%s.%s.kbmta.net" % (e["ip"].replace(".", "-"), mta)
+            assert plan["ptr_map"][e["ip"]] == name
+            assert e["ptr"] == e["helo"] == name
+            assert rrsets(plan, "kbmta.net", "A", name)[0]["values"] == [e["ip"]]
+            assert rrsets(plan, "kbmta.net", "TXT", name)[0]["values"] == ["v=spf1 include:spf.kbmta.net -all"]
+
+
+def test_each_mta_name_answers_only_its_receiving_address():
+    plan = build_plan(spec())
+    for mta, entry in plan["mtas"].items():
+        (a,) = rrsets(plan, "kbmta.net", "A", "%s.kbmta.net" % mta)
+        assert a["values"] == [entry["address"]]
+    (mx,) = rrsets(plan, "kbmta.net", "MX", "kb-bounces.kbmta.net")
+    assert sorted(mx["values"]) == sorted("10 %s.kbmta.net." % m for m in plan["mtas"])
+
+
+def test_no_record_set_of_the_plan_exceeds_what_resolvers_accept():
+    plan = build_plan(spec())
+    for zone in plan["zones"].values():
+        for rr in zone:
+            assert len(rr["values"]) <= 100, rr["name"]
 
 
 def test_customer_records_and_names():
@@ -136,22 +152,36 @@ def test_explicit_sending_ips_are_respected_and_the_rest_is_shared():
     assert len(plan["mtas"]["us-mta2"]["sending_ips"]) == 253 - 3
 
 
-def test_ptr_template_per_ip_names_get_their_own_a_records():
-    plan = build_plan(spec(ptr_template="{ip_dashed}.{mta_fqdn}"))
-    entry = plan["mtas"]["us-mta1"]["sending_ips"][0]
-    assert entry["ptr"] == "%s.us-mta1.kbmta.net" % entry["ip"].replace(".", "-")
-    assert rrsets(plan, "kbmta.net", "A", entry["ptr"])[0]["values"] == [entry["ip"]]
+def test_the_mta_name_as_ptr_of_a_whole_pool_is_refused_with_the_template_to_use():
+    with pytest.raises(PlanError) as err:
+        build_plan(spec(ptr_template="{mta_fqdn}"))
+    text = str(err.value)
+    assert "more than the 100" in text and "SERVFAIL" in text
+    assert "platform_ptr_template: '{ip_dashed}.{mta_fqdn}'" in text
+    assert "eu-mta1.kbmta.net would carry" in text
 
 
-def test_names_with_more_a_records_than_resolvers_accept_are_warned_about():
-    plan = build_plan(spec())
-    assert len(plan["warnings"]) == 4 and "us-mta1.kbmta.net carries" in plan["warnings"][2]
-    assert "{ip_dashed}.{mta_fqdn}" in plan["warnings"][0]
-    assert build_plan(spec(ptr_template="{ip_dashed}.{mta_fqdn}"))["warnings"] == []
-    s = spec()
+def test_the_mta_name_as_ptr_of_a_small_share_is_accepted():
+    s = spec(ptr_template="{mta_fqdn}")
     s["pools"]["transactional"]["subnet"] = "192.0.2.0/25"
     s["pools"]["marketing"]["subnet"] = "203.0.113.0/25"
-    assert build_plan(s)["warnings"] == []
+    plan = build_plan(s)
+    entry = plan["mtas"]["us-mta1"]
+    (a,) = rrsets(plan, "kbmta.net", "A", "us-mta1.kbmta.net")
+    assert set(a["values"]) == {e["ip"] for e in entry["sending_ips"]} | {entry["address"]}
+    assert all(e["helo"] == "us-mta1.kbmta.net" for e in entry["sending_ips"])
+    assert plan["warnings"] == []
+
+
+def test_a_hundred_and_one_addresses_at_one_name_are_refused():
+    s = spec(ptr_template="{mta_fqdn}")
+    s["pools"]["transactional"]["subnet"] = "192.0.2.0/25"
+    s["pools"]["marketing"]["subnet"] = "203.0.113.0/25"
+    s["hosts"]["us-mta1"]["mta_sending_ips"] = ["192.0.2.2-192.0.2.101"]  # 100 sending IPs + the main address
+    with pytest.raises(PlanError, match="us-mta1.kbmta.net would carry 101 A records"):
+        build_plan(s)
+    s["hosts"]["us-mta1"]["mta_sending_ips"] = ["192.0.2.2-192.0.2.100"]  # 99 + 1: accepted
+    assert len(rrsets(build_plan(s), "kbmta.net", "A", "us-mta1.kbmta.net")[0]["values"]) == 100
 
 
 def test_summary_names_records_ips_and_ptrs():
