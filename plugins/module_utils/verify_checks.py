@@ -271,16 +271,21 @@ def check_records(resolver: Resolver, plan: dict, check: str, name: str, rdtype:
     missing, extra = sorted(want - have), sorted(have - want)
     if missing:
         return failure(PLATFORM, check, name, "%s: %s lacks %s" % (what, answer.describe(), ", ".join(missing)), fix)
+    if len(have) > MAX_RRSET_RECORDS:
+        return oversize(check, name, rdtype, len(have), what)
     if extra:
         return warning(PLATFORM, check, name, "%s: %s also has %s, which the plan does not" % (what, answer.describe(), ", ".join(extra)),
                        "remove %s from %s %s" % (", ".join(extra), name, rdtype))
-    if len(have) > MAX_RRSET_RECORDS:
-        return warning(PLATFORM, check, name, "%s: %s has all %d expected values, but more than %d records of one type: "
-                       "resolvers running BIND 9.18.28 or later with default settings (max-records-per-type) answer SERVFAIL, "
-                       "so those receivers cannot forward-confirm the name" % (what, name, len(have), MAX_RRSET_RECORDS),
-                       "give each sending IP a name of its own (platform_ptr_template, for example '{ip_dashed}.{mta_fqdn}') "
-                       "or keep at most %d addresses per name" % MAX_RRSET_RECORDS)
     return ok(PLATFORM, check, name, "%s: %s %s is %s" % (what, name, rdtype, _shorten(sorted(have))))
+
+
+def oversize(check: str, name: str, rdtype: str, count: int, what: str) -> CheckResult:
+    """A record set larger than stock resolvers accept: a failure, with the fix."""
+    return failure(PLATFORM, check, name, "%s: %s has %d %s records, more than the %d that resolvers running BIND 9.18.28 or later "
+                   "(Debian 12's included) accept at one name (max-records-per-type): they answer SERVFAIL, so receivers behind "
+                   "them cannot resolve %s" % (what, name, count, rdtype, MAX_RRSET_RECORDS, name),
+                   "give each sending IP a name of its own (platform_ptr_template: '{ip_dashed}.{mta_fqdn}', the default) so that "
+                   "each MTA name carries only the address it receives mail on, then run playbooks/dns.yml and playbooks/network.yml")
 
 
 def _shorten(values: List[str], shown: int = 4) -> str:
@@ -305,7 +310,9 @@ def check_mx_hosts(resolver: Resolver, plan: dict, domain: str) -> List[CheckRes
     for value in answer.values if answer.status == OK else ():
         host = normalize_name(value.split(None, 1)[1])
         a = resolver.lookup(host, "A")
-        if a.found:
+        if a.found and len(a.values) > MAX_RRSET_RECORDS:
+            results.append(oversize("bounce_mx_host", host, "A", len(a.values), "MX host of %s" % domain))
+        elif a.found:
             results.append(ok(PLATFORM, "bounce_mx_host", host, "MX host of %s resolves: %s" % (domain, ", ".join(a.values))))
         elif a.status == ERROR:
             results.append(_lookup_failed(PLATFORM, "bounce_mx_host", host, a))

@@ -254,3 +254,26 @@ def test_unreachable_dns_is_a_warning_not_a_failure(world):
     results = run_dns_checks(plan, Down({}), DnsOptions(dkim_public_keys=keys, workers=2))
     assert results and not [r for r in results if r.status == OK]
     assert {r.status for r in by(results, "ptr")} == {WARNING}
+
+
+def test_a_record_set_over_100_is_a_failure_with_its_fix(world):
+    plan, keys, records = world
+    # An old layout: the MTA name is the PTR of 101 sending IPs, and the plan says so.
+    many = ["192.0.2.%d" % i for i in range(2, 103)]
+    for rr in plan["zones"]["kbmta.net"]:
+        if rr["name"] == "us-mta1.kbmta.net" and rr["type"] == "A":
+            rr["values"] = many
+    records[("us-mta1.kbmta.net", "A")] = many
+    results = run(plan, records, keys)
+    (mta_a,) = by(results, "mta_a", "us-mta1.kbmta.net", FAILURE)
+    assert "101 A records, more than the 100" in mta_a.reason and "SERVFAIL" in mta_a.reason
+    assert "platform_ptr_template: '{ip_dashed}.{mta_fqdn}'" in mta_a.fix
+    (mx_host,) = by(results, "bounce_mx_host", "us-mta1.kbmta.net", FAILURE)
+    assert "101 A records" in mx_host.reason
+    # Positive control: 100 records at one name pass.
+    records[("us-mta1.kbmta.net", "A")] = many[:100]
+    for rr in plan["zones"]["kbmta.net"]:
+        if rr["name"] == "us-mta1.kbmta.net" and rr["type"] == "A":
+            rr["values"] = many[:100]
+    results = run(plan, records, keys)
+    assert by(results, "mta_a", "us-mta1.kbmta.net", OK) and by(results, "bounce_mx_host", "us-mta1.kbmta.net", OK)
