@@ -228,7 +228,7 @@ class Rfc2136Provider:
 
     def _batches(self, zone: str, changes: Sequence[Change]) -> List["dns.update.UpdateMessage"]:
         message = self._update_message(zone, changes)
-        if len(changes) == 1 or len(message.to_wire()) <= MAX_TCP_MESSAGE:
+        if len(changes) == 1 or _fits(message):
             return [message]
         middle = len(changes) // 2
         return self._batches(zone, changes[:middle]) + self._batches(zone, changes[middle:])
@@ -250,6 +250,14 @@ class Rfc2136Provider:
                 update.replace(dns.name.from_text(change.key[0] + "."), _to_rdataset(change.after))
         self._sign(update)
         return update
+
+
+def _fits(message: "dns.message.Message") -> bool:
+    """Whether the message fits one DNS message over TCP (dnspython raises TooBig past 65,535 bytes)."""
+    try:
+        return len(message.to_wire()) <= MAX_TCP_MESSAGE
+    except dns.exception.TooBig:
+        return False
 
 
 def _to_rdataset(rrset: RecordSet) -> "dns.rdataset.Rdataset":
