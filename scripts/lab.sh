@@ -131,8 +131,10 @@ ensure_network() {
 ensure_container() {
   local name=$1 ip=$2 role=$3
   if docker container inspect "$name" >/dev/null 2>&1; then
-    [ "$(docker container inspect -f '{{ join .HostConfig.Dns " " }}' "$name")" = "$RESOLVER_IP" ] \
-      || die "container $name resolves through $(docker container inspect -f '{{ join .HostConfig.Dns " " }}' "$name"), not the lab resolver $RESOLVER_IP (a lab from before the resolver): run 'scripts/lab.sh down' first"
+    local dns
+    dns=$(docker container inspect -f '{{ json .HostConfig.Dns }}' "$name")
+    [ "$dns" = "[\"$RESOLVER_IP\"]" ] \
+      || die "container $name resolves through $dns, not the lab resolver $RESOLVER_IP (a lab from before the resolver): run 'scripts/lab.sh down' first"
     [ "$(docker container inspect -f '{{ .State.Running }}' "$name")" = true ] || docker start "$name" >/dev/null
     return
   fi

@@ -167,9 +167,8 @@ class LoopbackBind:
             '  allow-transfer { key "%s"; };' % self.key_name,
             "  dnssec-validation no;",
             "  notify no;",
-            # The plan gives each MTA name one A record per sending IP (forward-confirmed
-            # rDNS), more than BIND's default limit of 100 records per set (BIND 9.18.28+).
-            "  max-records-per-type 0;",
+            # Every limit is BIND's default (max-records-per-type 100 included): the plan
+            # must publish only what a stock server and a stock resolver accept.
         ] + ["  %s" % option for option in self.extra_options] + [
             "};",
             'controls { };',
