@@ -335,9 +335,35 @@ def desired_from_dicts(zone: str, records: Sequence[Dict[str, object]], default_
 # ---------------------------------------------------------------- ownership
 
 
+# One ownership TXT value lists many record sets, joined by ";", so the
+# ownership record stays a handful of values however large the zone: a stock
+# name server refuses more than 100 records of one type at a name
+# (max-records-per-type, BIND 9.18.28 and later).
+OWNERSHIP_VALUE_BYTES = 900
+OWNERSHIP_MAX_VALUES = 90
+
+
 def ownership_values(keys: Iterable[Tuple[str, str]], zone: str) -> List[str]:
-    """Values of the ownership TXT record: ``<relative name> <TYPE>`` each."""
-    return sorted("%s %s" % (relative_name(name, zone), rtype) for name, rtype in set(keys))
+    """Values of the ownership TXT record: ``<relative name> <TYPE>`` entries joined by ``;``.
+
+    Entries are sorted and packed greedily into values of at most
+    ``OWNERSHIP_VALUE_BYTES`` (more per value for a zone so large that it
+    would otherwise need more than ``OWNERSHIP_MAX_VALUES`` values).
+    """
+    entries = sorted("%s %s" % (relative_name(name, zone), rtype) for name, rtype in set(keys))
+    total = sum(len(e) + 1 for e in entries)
+    # Aim under the cap: greedy packing leaves each value short by less than one entry.
+    limit = max(OWNERSHIP_VALUE_BYTES, -(-total // (OWNERSHIP_MAX_VALUES - 10)))
+    values: List[str] = []
+    current = ""
+    for entry in entries:
+        if current and len(current) + 1 + len(entry) > limit:
+            values.append(current)
+            current = ""
+        current = entry if not current else current + ";" + entry
+    if current:
+        values.append(current)
+    return sorted(values)
 
 
 def parse_ownership(rrset: Optional[RecordSet], zone: str) -> Set[Tuple[str, str]]:
@@ -346,13 +372,14 @@ def parse_ownership(rrset: Optional[RecordSet], zone: str) -> Set[Tuple[str, str
     if rrset is None:
         return owned
     for value in rrset.values:
-        parts = value.split()
-        if len(parts) != 2:
-            continue
-        try:
-            owned.add((absolute_name(parts[0], zone), parts[1].upper()))
-        except RecordError:
-            continue
+        for entry in value.split(";"):     # one entry per value in records written before packing
+            parts = entry.split()
+            if len(parts) != 2:
+                continue
+            try:
+                owned.add((absolute_name(parts[0], zone), parts[1].upper()))
+            except RecordError:
+                continue
     return owned
 
 

@@ -129,7 +129,7 @@ def test_create_then_unchanged():
 def test_ownership_record_lists_what_the_module_writes():
     records = [{"name": "spf", "type": "TXT", "values": ["x"]}, {"name": "smtp", "type": "A", "values": ["192.0.2.1"]}]
     marker = [c.after for c in plan([], records).changes if c.key[0].startswith("_kibamail")][0]
-    assert marker.values == ("smtp A", "spf TXT")
+    assert marker.values == ("smtp A;spf TXT",)
 
 
 def test_update_reports_before_and_after():
@@ -274,3 +274,19 @@ def test_prune_all_never_touches_dnssec_data():
                rs("x", "A", ["192.0.2.1"])]
     result = plan(current, [], prune="all", protected=())
     assert [c.key for c in result.changes] == [("kbmta.net", "NS"), ("x.kbmta.net", "A")]
+
+
+def test_the_ownership_record_of_a_large_zone_stays_under_100_values():
+    from ansible_collections.kibamail.email_platform.plugins.module_utils.dns_records import (
+        ownership_values, parse_ownership)
+    keys = [("192-0-2-%d.us-mta%d.kbmta.net" % (i % 250, i // 250), t) for i in range(5000) for t in ("A", "TXT")]
+    values = ownership_values(keys, "kbmta.net")
+    assert 1 < len(values) <= 90
+    rrset = R.record_set("_kibamail-owned.kbmta.net", "TXT", 300, values)
+    assert parse_ownership(rrset, "kbmta.net") == set(keys)
+
+
+def test_an_ownership_record_written_one_entry_per_value_is_still_read():
+    from ansible_collections.kibamail.email_platform.plugins.module_utils.dns_records import parse_ownership
+    rrset = R.record_set("_kibamail-owned.kbmta.net", "TXT", 300, ["smtp A", "spf TXT"])
+    assert parse_ownership(rrset, "kbmta.net") == {("smtp.kbmta.net", "A"), ("spf.kbmta.net", "TXT")}
