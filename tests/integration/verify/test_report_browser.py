@@ -262,4 +262,4 @@ def test_failures_are_above_the_fold_in_chromium(tmp_path):
 
     # Negative control: the same probe on the plain table in check order finds the failures below the fold.
     assert flat["failure_subjects"] == len(failures), flat
-    assert flat["failure_top"] > 10 * HEIGHT and flat["ok_rows_shown"] == flat["ok_rows"] > 1400, flat
+    assert flat["failure_top"] > 5 * HEIGHT and flat["ok_rows_shown"] == flat["ok_rows"] > 1400, flat
