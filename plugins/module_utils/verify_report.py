@@ -102,7 +102,7 @@ def subject_ranges(subjects: Sequence[str]) -> List[Tuple[str, str]]:
         else:
             runs.append([subject, subject])
         previous = address
-    return [(first, last) for first, last in runs]
+    return [(run[0], run[1]) for run in runs]
 
 
 # --------------------------------------------------------------------------
