@@ -4,7 +4,8 @@
 # Safe to run again: every step checks before it acts.
 set -euo pipefail
 
-PACKAGES=(docker.io debootstrap bind9 bind9-utils iptables rsync swaks openssl apt-cacher-ng python3-venv)
+# chromium: headless, for the browser test of the verify report (tests/integration/verify/test_report_browser.py)
+PACKAGES=(docker.io debootstrap bind9 bind9-utils iptables rsync swaks openssl apt-cacher-ng python3-venv chromium)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

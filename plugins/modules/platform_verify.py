@@ -165,7 +165,10 @@ options:
     description: Write the JSON report here.
     type: path
   report_html:
-    description: Write the HTML status page here.
+    description:
+      - Write the HTML status page here. It is one self-contained file (no script, nothing loaded from elsewhere).
+      - It leads with the verdict and the counts per category and status, then the failures and the warnings,
+        each fix shown once with the addresses or names it applies to, then the passing checks collapsed per category.
     type: path
   report_text:
     description: Write the terminal table here.
@@ -210,7 +213,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 results:
-  description: Every check, sorted by category, check and subject.
+  description: Every check, sorted by category, check and subject (addresses in numeric order, names in natural order).
   returned: always
   type: list
   elements: dict
@@ -263,13 +266,14 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.kibamail.email_platform.plugins.module_utils import verify_dns, verify_spf
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_checks import DnsOptions, preflight, run_dns_checks
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_report import (
+    order_results,
     render_html,
     render_table,
     summary_line,
     to_json,
     write_file,
 )
-from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_result import FAILURE, sort_results, summarize
+from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_result import FAILURE, summarize
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_smtp import (
     SmtpSettings,
     SmtpTarget,
@@ -353,7 +357,7 @@ def main():
     except Exception as exc:  # an unexpected bug must still say where it happened
         module.fail_json(msg="verification stopped: %s" % exc, exception=traceback.format_exc())
 
-    results = sort_results(results)
+    results = order_results(results)
     meta = {"platform": plan.get("domain", ""), "nameserver": resolver.description, "checks": ", ".join(params["checks"])}
     table = render_table(results, show_ok=params["show_ok"])
     try:
