@@ -168,10 +168,16 @@ def _first_failure(pattern: "re.Pattern[str]", text: str) -> Optional["re.Match[
     return first
 
 
+# The words that explain a failure come first; a longer text (a notice quoting pages) is cut here so that
+# a hostile message cannot make the text rules slow.
+MAX_REASON_TEXT = 16 * 1024
+
+
 def reason_of_text(diagnostic: str) -> Optional[str]:
     """The reason the words of a diagnostic give, or None."""
+    text = (diagnostic or "")[:MAX_REASON_TEXT]
     for pattern, reason in TEXT_RULES:
-        if pattern.search(diagnostic or ""):
+        if pattern.search(text):
             return reason
     return None
 

@@ -741,9 +741,9 @@ def address_sections(text: str, exclude: Sequence[str] = ()) -> Dict[str, str]:
             continue
         if current is not None:
             sections[current].append(line)
-    if not sections:
+    if not sections and "@" in text:
         # No line is about an address; any address in the text that is not the notice's own.
-        for match in ADDRESS_RE.finditer(text):
+        for match in ADDRESS_RE.finditer(text[:64 * 1024]):
             address = match.group(1).lower()
             if _recipient_like(address, skip) and address not in sections:
                 sections[address] = [text]
