@@ -1,4 +1,3 @@
-#!/usr/bin/perl
 # Copyright: Contributors to the kibamail.email_platform project
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 #
