@@ -100,7 +100,7 @@ class _StoreWriter:
     """Write another engine's findings the way ingest does: events, or the message to quarantine."""
 
     def __init__(self, files_dir: str, tmp: str) -> None:
-        _, configmod, self.parse_mod, self.store = _import_kb(files_dir)
+        configmod, self.store = _import_kb(files_dir)[1::2]
         self.config = configmod.load(_settings(tmp))
 
     def write(self, raw: bytes, found: Found, engine: str) -> None:
@@ -179,8 +179,9 @@ class Flufl:
             temporary, permanent = self.all_failures(msg)
         except Exception:  # pylint: disable=broad-except
             return []
-        def text(a):
-            return (a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a)).lower()
+
+        def text(address):
+            return (address.decode("utf-8", "replace") if isinstance(address, bytes) else str(address)).lower()
         found = [(text(a), "hard", None) for a in sorted(permanent)]
         found += [(text(a), "soft", None) for a in sorted(temporary) if a not in permanent]
         return found
@@ -234,7 +235,7 @@ def speed(engine, corpus, passes: int, store: bool = True) -> float:
     started = time.perf_counter()
     with contextlib.redirect_stderr(sink):
         for number in range(passes):
-            for _, raw in corpus:
+            for _case, raw in corpus:
                 raw = b"X-Kb-Bench-Pass: %d\n" % number + raw
                 if store:
                     engine.ingest(raw)
@@ -307,7 +308,7 @@ def table(results: List[Dict[str, object]], corpus_size: int, store_dir: str) ->
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--passes", type=int, default=5, help="corpus passes for the speed figure")
     parser.add_argument("--baseline", default="main", help="git ref of the kb_bounce to compare ('' for none)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "bounce", "results.md"))

@@ -240,11 +240,10 @@ def test_no_status_from_a_version_string_nor_a_code_from_an_ipv6_address():
 
 
 def test_a_5xx_for_a_policy_condition_is_soft():
-    for name, reason in (("postfix-554-blocked-dnsbl.eml", "blocked"), ("gmail-550-ptr-missing.eml", "blocked"),
-                         ("postfix-554-rate-limited.eml", "rate-limited"), ("postfix-530-tls-required.eml",
-                                                                             "tls-required"),
-                         ("postfix-550-account-suspended.eml", "suspended"), ("ses-550-mailbox-full.eml",
-                                                                              "mailbox-full"),
-                         ("yahoo-554-policy-9.eml", "policy"), ("exim-text-spam-rejected.eml", "spam-block")):
+    cases = (("postfix-554-blocked-dnsbl.eml", "blocked"), ("gmail-550-ptr-missing.eml", "blocked"),
+             ("postfix-554-rate-limited.eml", "rate-limited"), ("postfix-530-tls-required.eml", "tls-required"),
+             ("postfix-550-account-suspended.eml", "suspended"), ("ses-550-mailbox-full.eml", "mailbox-full"),
+             ("yahoo-554-policy-9.eml", "policy"), ("exim-text-spam-rejected.eml", "spam-block"))
+    for name, reason in cases:
         [event] = parse.parse(_load(name), None).events
         assert (event.klass, event.reason) == ("soft", reason), name

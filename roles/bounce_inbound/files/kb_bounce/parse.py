@@ -596,7 +596,7 @@ def _best_status(status: Optional[str], diagnostic: str) -> Optional[str]:
         return from_text
     if from_text is None or from_text == status or from_text[0] != status[0] or from_text.endswith(".0.0"):
         return status
-    _, subject, detail = status.split(".")
+    subject, detail = status.split(".")[1:]
     if subject == "0" or (detail == "0" and from_text.split(".")[1] == subject):
         return from_text  # 5.0.0 -> 5.7.1, 5.1.0 -> 5.1.1, 4.0.0 -> 4.2.2
     return status
