@@ -145,3 +145,105 @@ def test_every_corpus_message_parses_the_same_without_its_envelope():
         if result.kind != case["kind"] or got != wanted:
             wrong.append((case["file"], result.kind, got))
     assert wrong == []
+
+
+def _text_notice(body: str, subject: str = "Mail delivery failed", extra: str = "") -> bytes:
+    return ("From: MAILER-DAEMON@relay.example\nTo: news@shop.example\nSubject: %s\n%s\n%s"
+            % (subject, extra, body)).encode()
+
+
+def _events(raw: bytes):
+    return [(e.recipient, e.klass, e.reason, e.status, e.smtp_code) for e in parse.parse(raw, None).events]
+
+
+def test_address_inside_a_sentence():
+    raw = _text_notice("There was an error delivering your mail to <k@dest.example>.\n\n"
+                       "550 5.1.1 <k@dest.example>: User unknown\n")
+    assert _events(raw) == [("k@dest.example", "hard", "bad-mailbox", "5.1.1", 550)]
+
+
+def test_the_notices_own_addresses_are_not_recipients():
+    """Negative control: "Hello news@shop.example" (the sender it returns to) and the daemon are no recipients."""
+    raw = _text_notice("Hello news@shop.example,\nPlease write to postmaster@relay.example.\n"
+                       "Your message could not be delivered.\n")
+    assert parse.parse(raw, None).kind == parse.UNPARSEABLE
+
+
+def test_address_followed_by_a_date_and_a_code_after_a_hash():
+    raw = _text_notice("did not reach the following recipient(s):\n\n"
+                       "o@ex.example on Mon, 9 Nov 2026 14:20:33 +0100\n"
+                       "    The e-mail account does not exist at the organization.\n    <mx.ex.example #5.1.1>\n",
+                       subject="Undeliverable: hi")
+    assert _events(raw) == [("o@ex.example", "hard", "bad-mailbox", "5.1.1", None)]
+
+
+def test_address_followed_by_a_reason_and_labelled_codes():
+    raw = _text_notice("r@z.example Invalid Address, ERROR_CODE :550, ERROR_CODE :5.1.1 <r@z.example>... User Unknown\n")
+    assert _events(raw) == [("r@z.example", "hard", "bad-mailbox", "5.1.1", 550)]
+
+
+def test_address_after_a_reason_and_a_colon():
+    assert _events(_text_notice("Unknown user: q@i.example\n\nOriginal message follows.\n",
+                                subject="Undeliverable Mail")) == [("q@i.example", "hard", "bad-mailbox", None, None)]
+    assert _events(_text_notice("User mailbox exceeds allowed size: r@i.example\n", subject="Undeliverable Mail")) == [
+        ("r@i.example", "soft", "mailbox-full", None, None)]
+
+
+def test_every_address_of_a_sendmail_text_notice():
+    raw = _load("sendmail-text-three-addresses.eml")
+    assert [e[0] for e in _events(raw)] == ["amy@sm-dest.example", "ben@sm-dest.example", "cara@sm-other.example"]
+    assert [e[1] for e in _events(raw)] == ["hard", "hard", "soft"]
+
+
+def test_google_groups_rejection_is_soft_policy():
+    assert _events(_load("google-groups-rejected.eml")) == [("sales-team@groups.example", "soft", "policy", None, None)]
+
+
+def test_every_report_of_a_complaint_digest_is_its_own_event():
+    for name in ("arf-two-reports-one-message.eml", "arf-multi-part-same-report.eml"):
+        events = parse.parse(_load(name), None).events
+        assert len(events) == 2 and {e.klass for e in events} == {"complaint"}
+        assert len({e.recipient for e in events}) == 2
+
+
+def test_jmrp_report_without_a_feedback_part_is_a_complaint():
+    [event] = parse.parse(_load("hotmail-jmrp-no-feedback-part.eml"), None).events
+    assert (event.type, event.recipient, event.reason) == ("complaint", "emil@hotmail.example", "abuse")
+    # Negative control: the same message without the header and the report subject is no complaint.
+    raw = _load("hotmail-jmrp-no-feedback-part.eml").replace(b"X-HmXmrOriginalRecipient", b"X-Other")
+    raw = raw.replace(b"complaint about message from", b"hello from")
+    assert all(e.type != "complaint" for e in parse.parse(raw, None).events)
+
+
+def test_apple_unsubscribe_is_a_complaint_not_an_automatic_reply():
+    raw = _load("icloud-unsubscribe-report.eml")
+    [event] = parse.parse(raw, None).events
+    assert (event.type, event.reason, event.recipient) == ("complaint", "unsubscribe", "gwen@icloud.example")
+    # Negative control: without X-Apple-Unsubscribe the same message is an automatic reply.
+    assert parse.parse(raw.replace(b"X-Apple-Unsubscribe: true", b"X-Other: 1"), None).kind == parse.IGNORED
+
+
+def test_the_diagnostic_refines_a_vague_status_but_not_a_precise_one():
+    vague = _dsn("Reporting-MTA: dns; mx.example\n\nFinal-Recipient: rfc822; a@b.example\nAction: failed\n"
+                 "Status: 5.1.0\nDiagnostic-Code: smtp; 550 5.1.1 user unknown\n")
+    assert parse.parse(vague, None).events[0].status == "5.1.1"
+    precise = _dsn("Reporting-MTA: dns; mx.example\n\nFinal-Recipient: rfc822; a@b.example\nAction: failed\n"
+                   "Status: 4.4.7\nDiagnostic-Code: smtp; 451 4.4.1 no answer\n")
+    assert parse.parse(precise, None).events[0].status == "4.4.7"
+
+
+def test_no_status_from_a_version_string_nor_a_code_from_an_ipv6_address():
+    [lotus] = parse.parse(_load("domino-lotus-version.eml"), None).events
+    assert (lotus.status, lotus.klass) == ("5.0.0", "hard")
+    [ipv6] = parse.parse(_load("exim-text-ipv6-host.eml"), None).events
+    assert (ipv6.smtp_code, ipv6.klass) == (550, "hard")
+
+
+def test_a_5xx_for_a_policy_condition_is_soft():
+    cases = (("postfix-554-blocked-dnsbl.eml", "blocked"), ("gmail-550-ptr-missing.eml", "blocked"),
+             ("postfix-554-rate-limited.eml", "rate-limited"), ("postfix-530-tls-required.eml", "tls-required"),
+             ("postfix-550-account-suspended.eml", "suspended"), ("ses-550-mailbox-full.eml", "mailbox-full"),
+             ("yahoo-554-policy-9.eml", "policy"), ("exim-text-spam-rejected.eml", "spam-block"))
+    for name, reason in cases:
+        [event] = parse.parse(_load(name), None).events
+        assert (event.klass, event.reason) == ("soft", reason), name

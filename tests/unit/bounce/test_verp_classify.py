@@ -43,8 +43,8 @@ def test_customer_domain():
     ("5.1.1", 550, "user unknown", "failed", "hard", "bad-mailbox"),
     ("5.1.2", 550, "", "failed", "hard", "bad-domain"),
     ("5.1.10", 550, "RecipientNotFound", "failed", "hard", "bad-mailbox"),
-    ("5.1.10", 550, "domain has a null MX", "failed", "hard", "bad-domain"),
-    ("5.2.1", 550, "account disabled", "failed", "hard", "mailbox-disabled"),
+    ("5.1.10", 550, "domain has a null MX", "failed", "hard", "not-accepting"),
+    ("5.2.1", 550, "account disabled", "failed", "soft", "suspended"),
     ("5.2.2", 552, "mailbox full", "failed", "soft", "mailbox-full"),
     ("5.3.4", 552, "", "failed", "soft", "message-too-large"),
     ("5.7.1", 550, "blocked as spam", "failed", "soft", "spam-block"),
@@ -55,9 +55,9 @@ def test_customer_domain():
     ("4.4.1", None, "connection timed out", "failed", "soft", "transient"),
     ("4.4.1", None, "connection timed out", "delayed", "delay", "delayed"),
     ("5.0.0", 550, "mailbox unavailable", "failed", "hard", "bad-mailbox"),
-    ("5.0.0", 550, "", "failed", "hard", "other"),
-    (None, 421, "too many connections", "failed", "soft", "transient"),
-    (None, 550, "", "failed", "hard", "other"),
+    ("5.0.0", 550, "", "failed", "soft", "other"),
+    (None, 421, "too many connections", "failed", "soft", "rate-limited"),
+    (None, 550, "", "failed", "soft", "other"),
     (None, None, "Mailbox full", "failed", "soft", "mailbox-full"),
     (None, None, "Host or domain name not found", "failed", "hard", "bad-domain"),
 ])
@@ -75,6 +75,14 @@ def test_classify(status, code, text, action, klass, reason):
     # session transcripts: the failing reply, not the greeting or the 250s before it
     ("<-- 220 mx ready\n<-- 250 2.1.0 Sender OK\n<-- 550 5.1.1 <a@b.example> unknown", "5.1.1", 550),
     ("250 2.0.0 Ok: queued", "2.0.0", 250),
+    # never from a version string, a dotted number or an IPv6 address
+    ("Lotus SMTP MTA v4.6.1: User x not listed", None, None),
+    ("421 4.7.0 [TSS04] deferred - 4.16.55.1; see", "4.7.0", 421),
+    ("host mx.example [2001:db8:452::25]: 550 5.1.1 <a@b.example> unknown", "5.1.1", 550),
+    ("host mx.example [IPv6:2001:db8::421]\n550 user unknown", None, 550),
+    # Zoho and Exchange 2003 put the codes after a label
+    ("a@b.example Invalid Address, ERROR_CODE :550, ERROR_CODE :5.1.1 <a@b.example>", "5.1.1", 550),
+    ("<exch01.example #5.2.2>", "5.2.2", None),
 ])
 def test_code_extraction(text, enhanced, code):
     assert classify.find_enhanced(text) == enhanced
@@ -95,12 +103,40 @@ def test_code_extraction(text, enhanced, code):
     ("5.0.0", 552, "552 1 Requested mail action aborted, mailbox not found", "failed", "hard", "bad-mailbox"),
     (None, None, "User x (x@y.example) not listed in Domino Directory", "failed", "hard", "bad-mailbox"),
     ("5.4.7", 550, "message expired", "failed", "soft", "expired"),
-    ("5.0.0", 554, "Blocked - see https://ipcheck.example/?ip=192.0.2.1", "failed", "soft", "spam-block"),
+    ("5.0.0", 554, "Blocked - see https://ipcheck.example/?ip=192.0.2.1", "failed", "soft", "blocked"),
     ("4.4.7", 451, "read error", "delayed", "delay", "delayed"),
     ("5.1.1", 550, "user unknown", "delayed", "delay", "delayed"),
 ])
 def test_classify_real_world_forms(status, code, text, action, klass, reason):
     assert classify.classify(status, code, text, action) == classify.Verdict(klass, reason)
+
+
+@pytest.mark.parametrize("status, code, text, klass, reason", [
+    # a 5xx for a temporary or policy condition is soft: the address is fine
+    ("5.7.1", 550, "Message rejected as spam by Content Filtering", "soft", "spam-block"),
+    ("5.7.1", 554, "Client host [192.0.2.1] blocked using zen.dnsbl.example", "soft", "blocked"),
+    ("5.7.25", 550, "The IP address sending this message does not have a PTR record setup", "soft", "blocked"),
+    ("5.7.1", 554, "Rate limit exceeded: too many messages from your IP", "soft", "rate-limited"),
+    ("4.7.0", 421, "temporarily deferred due to unexpected volume or user complaints", "soft", "rate-limited"),
+    ("5.2.2", 552, "mailbox unavailable", "soft", "mailbox-full"),
+    ("5.0.0", 550, "Account suspended for non-payment", "soft", "suspended"),
+    ("5.7.0", 530, "Must issue a STARTTLS command first", "soft", "tls-required"),
+    ("5.7.9", 554, "Message not accepted for policy reasons", "soft", "policy"),
+    ("5.0.0", 550, "permanent failure for one or more recipients (a@b.example:blocked)", "soft", "blocked"),
+    (None, None, "you may not have permission to post messages to the group", "soft", "policy"),
+    ("4.4.7", 554, "Message expired: unable to deliver in 840 minutes", "soft", "expired"),
+    # hard: the mailbox or the domain does not exist, or no longer accepts mail
+    ("5.1.6", 551, "User has moved; please try <b@c.example>", "hard", "mailbox-moved"),
+    ("5.0.0", 550, "Domain nomail.example does not accept mail (nullmx)", "hard", "not-accepting"),
+    ("5.4.1", 550, "Recipient address rejected: Access denied. AS(201806281)", "hard", "bad-mailbox"),
+    (None, None, "all relevant MX records point to non-existent hosts", "hard", "bad-domain"),
+    ("5.0.0", 550, "Invalid Recipient - https://community.mimecast.example/docs", "hard", "bad-mailbox"),
+    # a 4xx "user unknown" given up on is not proof the address is dead
+    ("4.1.1", 450, "user unknown", "soft", "transient"),
+])
+def test_hard_means_the_address_does_not_exist(status, code, text, klass, reason):
+    assert classify.classify(status, code, text, "failed") == classify.Verdict(klass, reason)
+    assert (klass == "hard") == (reason in classify.HARD_REASONS)
 
 
 def test_own_domains():

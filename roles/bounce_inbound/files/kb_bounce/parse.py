@@ -394,20 +394,28 @@ def parse(raw: bytes, envelope_recipient: Optional[str] = None, is_own: Optional
     return result
 
 
-def _parse_message(msg: email.message.Message, envelope: Optional[verp.ReturnPath], is_own: OwnDomain) -> ParseResult:
+def _parse_message(msg: email.message.Message, envelope: Optional[verp.ReturnPath], is_own: OwnDomain,
+                   depth: int = 0) -> ParseResult:
     parts = list(iter_parts(msg))
     by_type: Dict[str, email.message.Message] = {}
     for part in parts:
         by_type.setdefault(part.get_content_type(), part)
     original = original_of(msg, is_own)
-    feedback = by_type.get("message/feedback-report")
-    if feedback is not None:
-        return _complaint(msg, feedback, original, envelope)
+    feedback = [p for p in parts if p.get_content_type() == "message/feedback-report"]
+    if feedback:
+        return _complaints(msg, feedback, original, envelope)
     status_part = by_type.get("message/delivery-status") or by_type.get("message/global-delivery-status")
     if status_part is not None:
         result = _dsn(field_blocks(status_part), original, envelope)
         if result.kind != UNPARSEABLE:
             return result
+    else:
+        nested = _nested_complaints(parts, envelope, is_own, depth)
+        if nested is not None:
+            return nested
+    provider = _provider_complaint(msg, parts, original, envelope)
+    if provider is not None:
+        return provider
     if is_autoreply(msg):
         return ParseResult(kind=IGNORED, reason="automatic reply")
     text = human_text(parts)
@@ -420,7 +428,80 @@ def _parse_message(msg: email.message.Message, envelope: Optional[verp.ReturnPat
             return result
     if not looks_like_bounce(msg):
         return ParseResult(kind=UNPARSEABLE, reason="neither a delivery report, a complaint nor an automatic reply")
-    return _text_bounce(text, original, envelope, failed_recipients(msg))
+    return _text_bounce(text, original, envelope, failed_recipients(msg), notice_addresses(msg))
+
+
+def _attached_messages(parts: List[email.message.Message]) -> Iterator[email.message.Message]:
+    for part in parts:
+        if part.get_content_type() not in ("message/rfc822", "message/global"):
+            continue
+        payload = part.get_payload()
+        for inner in payload if isinstance(payload, list) else []:
+            if isinstance(inner, email.message.Message):
+                yield inner
+
+
+def _nested_complaints(parts: List[email.message.Message], envelope: Optional[verp.ReturnPath],
+                       is_own: OwnDomain, depth: int) -> Optional[ParseResult]:
+    """Complaint reports sent as attached messages (a digest of ARF reports): one event per report."""
+    if depth > 2:
+        return None
+    events: List[Event] = []
+    for inner in list(_attached_messages(parts))[:MAX_PARTS]:
+        if not any(p.get_content_type() == "message/feedback-report" for p in iter_parts(inner)):
+            continue
+        result = _parse_message(inner, None, is_own, depth + 1)
+        events.extend(result.events)
+    if not events:
+        return None
+    if envelope is not None and len(events) == 1 and events[0].return_path is None:
+        events[0].return_path, events[0].return_path_domain = envelope.address, envelope.domain
+    return ParseResult(kind=REPORT, events=events)
+
+
+JMRP_HEADER = "X-HmXmrOriginalRecipient"
+JMRP_SUBJECT_RE = re.compile(r"^\s*complaint about message from", re.I)
+
+
+def _provider_complaint(msg: email.message.Message, parts: List[email.message.Message], original: Original,
+                        envelope: Optional[verp.ReturnPath]) -> Optional[ParseResult]:
+    """Complaints without a message/feedback-report part.
+
+    Outlook.com / Hotmail reports (JMRP) name the complaining recipient in
+    ``X-HmXmrOriginalRecipient`` (on the report or on the returned copy);
+    Apple Mail's unsubscribe button sends a message marked
+    ``X-Apple-Unsubscribe: true`` (with ``Auto-Submitted: auto-replied``, but
+    it is the recipient's own request, not an automatic reply).
+    """
+    if header(msg, "X-Apple-Unsubscribe").lower() == "true":
+        if envelope is not None:
+            recipient, source = envelope.recipient, "return-path"
+        else:
+            recipient, source = strip_type(header(msg, "From")), "from"
+        if not recipient:
+            return None
+        return ParseResult(kind=REPORT, events=[_complaint_event(
+            "unsubscribe", recipient, source, envelope, original, header(msg, "Subject"), {})])
+    named = strip_type(header(msg, JMRP_HEADER))
+    if not named:
+        for inner in _attached_messages(parts):
+            named = strip_type(header(inner, JMRP_HEADER))
+            if named:
+                break
+    if not named and not (JMRP_SUBJECT_RE.search(header(msg, "Subject")) and original.message_id):
+        return None
+    if original.return_path is not None:
+        recipient, source, return_path = original.return_path.recipient, "return-path", original.return_path
+    elif named:
+        recipient, source, return_path = named, "arf", None
+    elif envelope is not None:
+        recipient, source, return_path = envelope.recipient, "return-path", envelope
+    elif original.to:
+        recipient, source, return_path = original.to, "original-to", None
+    else:
+        return None
+    return ParseResult(kind=REPORT, events=[_complaint_event(
+        "abuse", recipient, source, return_path, original, header(msg, "Subject"), {})])
 
 
 def failed_recipients(msg: email.message.Message) -> List[str]:
@@ -503,37 +584,62 @@ def _event_type(verdict: classify.Verdict) -> str:
 
 
 def _best_status(status: Optional[str], diagnostic: str) -> Optional[str]:
-    """The DSN's Status, unless it is vague (x.0.0) and the diagnostic is precise."""
+    """The status of one recipient: the remote's own code in the diagnostic when it is more precise.
+
+    The DSN's ``Status`` is the reporting MTA's summary (often ``5.0.0``, or a
+    subject without detail like ``5.1.0``); the code in the diagnostic is what
+    the receiving server said.  The diagnostic wins when it is of the same class
+    (4 or 5) and refines the Status (``5.0.0`` -> ``5.7.1``, ``5.1.0`` -> ``5.1.1``).
+    """
     from_text = classify.find_enhanced(diagnostic)
     if status is None:
         return from_text
-    if from_text and status.endswith(".0.0") and from_text[0] == status[0] and not from_text.endswith(".0.0"):
-        return from_text
+    if from_text is None or from_text == status or from_text[0] != status[0] or from_text.endswith(".0.0"):
+        return status
+    subject, detail = status.split(".")[1:]
+    if subject == "0" or (detail == "0" and from_text.split(".")[1] == subject):
+        return from_text  # 5.0.0 -> 5.7.1, 5.1.0 -> 5.1.1, 4.0.0 -> 4.2.2
     return status
 
 
-def _complaint(msg: email.message.Message, part: email.message.Message, original: Original,
-               envelope: Optional[verp.ReturnPath]) -> ParseResult:
-    fields: Dict[str, str] = {}
-    for block in field_blocks(part):
-        for key, value in block.items():
-            fields.setdefault(key, value)
-    return_path = original.return_path or envelope
-    if original.return_path is not None:
-        recipient, source = original.return_path.recipient, "return-path"
-    elif strip_type(fields.get("original-rcpt-to", "")):
-        recipient, source = strip_type(fields.get("original-rcpt-to", "")), "arf"
-        return_path = envelope if envelope and envelope.recipient.lower() == (recipient or "").lower() else None
-    elif envelope is not None:
-        recipient, source = envelope.recipient, "return-path"
-    elif original.to:
-        recipient, source = original.to, "original-to"
-    else:
+def _complaints(msg: email.message.Message, reports: List[email.message.Message], original: Original,
+                envelope: Optional[verp.ReturnPath]) -> ParseResult:
+    """One complaint event per ARF report part (RFC 5965)."""
+    events = []
+    for part in reports[:MAX_FAILED_RECIPIENTS]:
+        fields: Dict[str, str] = {}
+        for block in field_blocks(part):
+            for key, value in block.items():
+                fields.setdefault(key, value)
+        named = strip_type(fields.get("original-rcpt-to", ""))
+        if len(reports) > 1 and named:
+            # Several reports share one returned copy: each report names its own recipient.
+            recipient, source = named, "arf"
+            return_path = envelope if envelope and envelope.recipient.lower() == named.lower() else None
+        elif original.return_path is not None:
+            recipient, source, return_path = original.return_path.recipient, "return-path", original.return_path
+        elif named:
+            recipient, source = named, "arf"
+            return_path = envelope if envelope and envelope.recipient.lower() == named.lower() else None
+        elif envelope is not None:
+            recipient, source, return_path = envelope.recipient, "return-path", envelope
+        elif original.to:
+            recipient, source, return_path = original.to, "original-to", None
+        else:
+            continue
+        feedback_type = (fields.get("feedback-type") or "abuse").split()[0].lower()
+        events.append(_complaint_event(feedback_type, recipient, source, return_path, original,
+                                       header(msg, "Subject"), fields))
+    if not events:
         return ParseResult(kind=UNPARSEABLE, reason="complaint without a recipient")
-    feedback_type = (fields.get("feedback-type") or "abuse").split()[0].lower()
-    event = Event(
-        type="complaint", klass=classify.COMPLAINT, reason=feedback_type, recipient=recipient or "",
-        recipient_source=source, action="complained", diagnostic=one_line(header(msg, "Subject")),
+    return ParseResult(kind=REPORT, events=events)
+
+
+def _complaint_event(feedback_type: str, recipient: str, source: str, return_path: Optional[verp.ReturnPath],
+                     original: Original, subject: str, fields: Dict[str, str]) -> Event:
+    return Event(
+        type="complaint", klass=classify.COMPLAINT, reason=feedback_type, recipient=recipient,
+        recipient_source=source, action="complained", diagnostic=one_line(subject),
         return_path=return_path.address if return_path else None,
         return_path_domain=return_path.domain if return_path else None,
         reporting_mta=fields.get("reporting-mta") or None, original_message_id=original.message_id,
@@ -541,12 +647,20 @@ def _complaint(msg: email.message.Message, part: email.message.Message, original
         user_agent=fields.get("user-agent") or None, source_ip=fields.get("source-ip") or None,
         arrival_date=fields.get("arrival-date") or fields.get("received-date") or None,
     )
-    return ParseResult(kind=REPORT, events=[event])
+
+
+def notice_addresses(msg: email.message.Message) -> List[str]:
+    """The addresses of the notice's own headers (the sender it returns to, the daemon): not recipients."""
+    found = []
+    for name in ("From", "To", "Cc", "Reply-To", "Sender", "Return-Path"):
+        for match in ADDRESS_RE.finditer(header(msg, name)):
+            found.append(match.group(1).lower())
+    return found
 
 
 def _text_bounce(text: str, original: Original, envelope: Optional[verp.ReturnPath],
-                 failed: Sequence[str] = ()) -> ParseResult:
-    sections = address_sections(text)
+                 failed: Sequence[str] = (), exclude: Sequence[str] = ()) -> ParseResult:
+    sections = address_sections(text, exclude)
     return_path = envelope or original.return_path
     if return_path is not None:
         wanted = return_path.recipient.lower()
@@ -561,7 +675,7 @@ def _text_bounce(text: str, original: Original, envelope: Optional[verp.ReturnPa
     delayed = bool(DELAY_RE.search(text))
     events = []
     for recipient, body, source in targets:
-        event = _text_event(recipient, body, source, return_path, original, delayed)
+        event = _text_event(recipient, body, source, return_path, original, delayed, text)
         if event is not None:
             events.append(event)
     if not events:
@@ -570,11 +684,13 @@ def _text_bounce(text: str, original: Original, envelope: Optional[verp.ReturnPa
 
 
 def _text_event(recipient: str, body: str, source: str, return_path: Optional[verp.ReturnPath],
-                original: Original, delayed: bool) -> Optional[Event]:
+                original: Original, delayed: bool, whole: str = "") -> Optional[Event]:
     status = classify.find_enhanced(body)
     code = classify.find_smtp_code(body)
-    text_verdict = classify.by_text(body)
-    if status is None and code is None and text_verdict is None:
+    if status is None and code is None and classify.reason_of_text(body) is None and whole and whole != body:
+        body = whole  # the section names the address only; the notice as a whole says why
+        status, code = classify.find_enhanced(body), classify.find_smtp_code(body)
+    if status is None and code is None and classify.reason_of_text(body) is None and not FAILURE_RE.search(body):
         return None
     action = "delayed" if delayed and not (status or "").startswith("5") and (code or 0) < 500 else "failed"
     verdict = classify.classify(status, code, body, action)
@@ -588,6 +704,10 @@ def _text_event(recipient: str, body: str, source: str, return_path: Optional[ve
     )
 
 
+FAILURE_RE = re.compile(r"(could not be delivered|couldn't be delivered|was not delivered|undeliverable|"
+                        r"permanent (error|failure)|delivery (has )?failed|failed to deliver|not reach)", re.I)
+
+
 def _diagnostic_line(body: str) -> str:
     """The most telling lines of a section: those with a status code, else the whole section."""
     lines = [ln.strip() for ln in body.splitlines() if ln.strip()]
@@ -595,32 +715,63 @@ def _diagnostic_line(body: str) -> str:
     return " ".join(coded or lines)
 
 
-def address_sections(text: str) -> Dict[str, str]:
+# An address a notice line is about: at the start of the line (qmail, Exim, Yahoo, Exchange, Zoho, GMX:
+# "addr", "<addr>:", "\"addr\":", "addr on <date>", "addr Invalid Address, ERROR_CODE ..."), or after a
+# lead-in that ends in "to" or a colon ("delivering your mail to <addr>.", "Unknown user: addr",
+# "Could not be delivered to: <addr>").
+_ADDR = r"([\w!#$%&'*+/=?^`{|}~.\-]{1,128}@[\w\-]{1,63}(?:\.[\w\-]{1,63})+)"
+LEADING_ADDRESS_RE = re.compile(r"^[\s\"'<]*" + _ADDR)
+LEAD_IN_ADDRESS_RE = re.compile(r"(?:\bto|:)\s*[\"'<]?" + _ADDR, re.I)
+NOT_RECIPIENT_LEAD_RE = re.compile(
+    r"^\s*(?:[<>-]{2,3}\s*)?(from|mail from|reply-to|sender|return-path|envelope-from|message-id|in-reply-to|"
+    r"references)\s*:", re.I)
+
+
+def address_sections(text: str, exclude: Sequence[str] = ()) -> Dict[str, str]:
     """Split a notice into the text about each recipient address."""
+    skip = {a.lower() for a in exclude}
     sections: Dict[str, List[str]] = {}
     current: Optional[str] = None
     for line in text.splitlines():
         stripped = line.strip()
-        rcpt = RCPT_TO_RE.search(stripped)
-        if rcpt and ADDRESS_RE.fullmatch(rcpt.group(1)):
-            # A session transcript (MDaemon, Courier, Exim): the reply that follows is about this address.
-            current = rcpt.group(1).lower()
-            sections.setdefault(current, []).append(stripped[rcpt.end():])
+        address = _line_address(stripped, skip)
+        if address is not None:
+            current = address
+            sections.setdefault(current, []).append(stripped)
             continue
-        match = ADDRESS_RE.match(stripped)
-        if match and _is_recipient_line(stripped, match):
-            address = match.group(1)
-            if address.split("@")[0].lower() not in DAEMON_LOCALS:
-                current = address.lower()
-                sections.setdefault(current, [])
-                sections[current].append(stripped[match.end():])
-                continue
         if current is not None:
             sections[current].append(line)
+    if not sections and "@" in text:
+        # No line is about an address; any address in the text that is not the notice's own.
+        for match in ADDRESS_RE.finditer(text[:64 * 1024]):
+            address = match.group(1).lower()
+            if _recipient_like(address, skip) and address not in sections:
+                sections[address] = [text]
+            if len(sections) >= MAX_FAILED_RECIPIENTS:
+                break
     return {address: "\n".join(lines) for address, lines in sections.items()}
 
 
-def _is_recipient_line(line: str, match: re.Match) -> bool:
-    """A line that starts with an address and says little else (qmail, Exim, Yahoo, Exchange styles)."""
-    rest = line[match.end():].strip()
-    return rest == "" or rest.startswith(":") or rest.startswith("(") or rest.startswith("[")
+def _recipient_like(address: str, skip: set) -> bool:
+    local = address.split("@")[0]
+    return address not in skip and local not in DAEMON_LOCALS and not local.startswith(("mailer-daemon", "postmaster"))
+
+
+def _line_address(line: str, skip: set) -> Optional[str]:
+    rcpt = RCPT_TO_RE.search(line)
+    if rcpt and ADDRESS_RE.fullmatch(rcpt.group(1)):
+        # A session transcript (MDaemon, Courier, Exim, Sendmail): the reply that follows is about it.
+        address = rcpt.group(1).lower()
+        return address if _recipient_like(address, skip) else None
+    if NOT_RECIPIENT_LEAD_RE.match(line):
+        return None
+    match = LEADING_ADDRESS_RE.match(line)
+    if match:
+        address = match.group(1).lower()
+        if _recipient_like(address, skip):
+            return address
+    for match in LEAD_IN_ADDRESS_RE.finditer(line):
+        address = match.group(1).lower()
+        if _recipient_like(address, skip):
+            return address
+    return None
