@@ -398,6 +398,27 @@ def _customers(spec: dict, pools: dict, domain: str, bounce_domain: str, ttl: in
     return customers, zones
 
 
+def domain_transport(domain: str, sending_ips: list) -> str:
+    """The transport (sending IP) one customer domain leaves an MTA through.
+
+    A stable choice by the domain name: the first 32 bits of its MD5, modulo
+    the number of the MTA's sending IPs (in plan order, sorted by address).
+    The same domain keeps its IP as long as the MTA's list of IPs does not change.
+    """
+    if not sending_ips:
+        raise PlanError("an MTA without sending IPs cannot carry %s" % domain)
+    index = int(hashlib.md5(domain.lower().encode()).hexdigest()[:8], 16) % len(sending_ips)
+    return sending_ips[index]["transport"]
+
+
+def _transports(customers: dict, mtas: dict) -> dict:
+    """Per MTA: customer domain -> its transport, for every domain of the MTA's streams."""
+    return {
+        mta: {d: domain_transport(d, mtas[mta]["sending_ips"]) for d, c in sorted(customers.items()) if mta in c["mtas"]}
+        for mta in sorted(mtas)
+    }
+
+
 def _ptr_name(template: str, mta: str, mta_fqdn: str, ip: ipaddress.IPv4Address, index: int, domain: str) -> str:
     try:
         name = template.format(mta=mta, mta_fqdn=mta_fqdn, ip_dashed=str(ip).replace(".", "-"), index=index, domain=domain)
@@ -518,6 +539,7 @@ def build_plan(spec: dict) -> dict:
         "load_balancers": load_balancers,
         "ptr_map": dict(sorted(ptr_map.items(), key=lambda kv: ipaddress.ip_address(kv[0]))),
         "customers": customers,
+        "transports": _transports(customers, mtas),
         "bounce_domains": [bounce_domain] + sorted(c["return_path"] for c in customers.values()),
         "zones": zones,
         "placeholders": _placeholders(spec, pools, hosts),

@@ -387,3 +387,28 @@ def test_spf_terms_cover_exactly_the_pools(nets):
         # every covered block lies inside the union of the pools (nothing extra is authorised)
         assert sum(x.num_addresses for x in ipaddress.collapse_addresses(networks) if x.subnet_of(c)) == c.num_addresses
     assert len(terms) == len(list(ipaddress.collapse_addresses(networks)))
+
+
+# ---------------------------------------------------------------- transports per stream
+
+
+def test_every_mta_of_every_stream_has_one_transport_for_the_domain():
+    plan = build_plan(two_streams())
+    for mta in ("us-mta1", "us-mta2", "eu-mta1", "eu-mta2"):
+        (transport,) = plan["transports"][mta].values()
+        assert transport in [e["transport"] for e in plan["mtas"][mta]["sending_ips"]]
+    single = build_plan(spec())
+    assert single["transports"]["eu-mta1"] == {} and "kibamail.com" in single["transports"]["us-mta1"]
+
+
+def test_the_transport_is_the_md5_choice_the_role_made_before():
+    """md5 of the domain, first 32 bits, modulo the MTA's IPs: upgrading moves no domain to another IP."""
+    import hashlib
+
+    plan = build_plan(two_streams())
+    for mta, domains in plan["transports"].items():
+        ips = plan["mtas"][mta]["sending_ips"]
+        for domain, transport in domains.items():
+            index = int(hashlib.md5(domain.encode()).hexdigest()[:8], 16) % len(ips)
+            assert transport == ips[index]["transport"]
+    assert build_plan(two_streams())["transports"] == plan["transports"]
