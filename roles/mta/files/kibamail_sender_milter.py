@@ -38,7 +38,6 @@ import sys
 import syslog
 import threading
 from dataclasses import dataclass
-from email import policy
 from email.headerregistry import HeaderRegistry
 from email.utils import getaddresses
 from typing import Dict, List, Optional, Sequence, Tuple
