@@ -44,7 +44,7 @@ class ActionModule(ActionBase):
             logins = []
             for login in self._template(entry.get("logins")) if isinstance(entry.get("logins"), str) else entry.get("logins") or []:
                 if isinstance(login, dict):
-                    logins.append({k: self._template(login[k]) for k in ("username", "senders") if k in login})
+                    logins.append({k: self._template(login[k]) for k in ("username", "pool", "senders") if k in login})
             customer["logins"] = logins
             customers.append(customer)
         return customers

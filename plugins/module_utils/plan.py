@@ -309,11 +309,49 @@ def _mta_pools(pools: dict, groups: dict) -> dict:
     return member
 
 
+def _pool_of(name: Any, pools: dict, what: str, fix: str) -> str:
+    if name not in pools:
+        raise PlanError("%s uses pool %r, which is not defined: %s to one of %s" % (what, name, fix, ", ".join(sorted(pools))))
+    return name
+
+
+def _logins(conf: dict, i: int, cdomain: str, default_pool: str, pools: dict, owners: dict) -> list:
+    """The logins of one customer, each bound to exactly one pool (its stream)."""
+    raw = conf.get("logins") or []
+    if not isinstance(raw, list):
+        raise PlanError("platform_customers[%d].logins of %s must be a list of logins, each with a username" % (i, cdomain))
+    logins = []
+    for j, login in enumerate(raw):
+        user = str(login.get("username", "")).lower() if isinstance(login, dict) else ""
+        if not user:
+            raise PlanError("platform_customers[%d].logins[%d] needs a username" % (i, j))
+        if user in owners:
+            if owners[user] == cdomain:
+                raise PlanError("login %s of %s is listed twice" % (user, cdomain))
+            raise PlanError("login %s is listed for both %s and %s: a login belongs to one customer, "
+                            "give the other customer a login of its own" % (user, owners[user], cdomain))
+        owners[user] = cdomain
+        if "pool" in login:
+            pool = _pool_of(login["pool"], pools, "login %s of %s" % (user, cdomain), "set its pool")
+        else:
+            pool = _pool_of(default_pool, pools, "login %s of %s (it names no pool, so the customer's)" % (user, cdomain),
+                            "set the login's pool or the customer's")
+        senders = [str(s).lower() for s in (login.get("senders") or ["@" + cdomain])]
+        for s in senders:
+            sdomain = s.rsplit("@", 1)[-1]
+            if sdomain != cdomain:
+                raise PlanError(
+                    "login %s may only send as %s addresses, but its senders list %s: "
+                    "move that address to the customer that owns its domain" % (user, cdomain, s))
+        logins.append({"username": user, "pool": pool, "senders": senders})
+    return logins
+
+
 def _customers(spec: dict, pools: dict, domain: str, bounce_domain: str, ttl: int) -> tuple:
     raw = spec.get("customers") or []
     if not isinstance(raw, list):
         raise PlanError("platform_customers must be a list of customers, each with a 'domain'")
-    customers, zones = {}, {}
+    customers, zones, owners = {}, {}, {}
     for i, conf in enumerate(raw):
         if not isinstance(conf, dict) or "domain" not in conf:
             raise PlanError("platform_customers[%d] must be a mapping with a 'domain'" % i)
@@ -323,10 +361,10 @@ def _customers(spec: dict, pools: dict, domain: str, bounce_domain: str, ttl: in
         if cdomain == domain or cdomain.endswith("." + domain):
             raise PlanError("customer domain %s is inside the platform domain %s: customers bring their own domain" % (
                 cdomain, domain))
-        pool = conf.get("pool", "transactional")
-        if pool not in pools:
-            raise PlanError("customer %s uses pool %r, which is not defined: use one of %s" % (
-                cdomain, pool, ", ".join(sorted(pools))))
+        # The customer's pool is the default stream of the logins that name none.
+        default_pool = conf.get("pool", "transactional")
+        if "pool" in conf:
+            _pool_of(default_pool, pools, "customer %s" % cdomain, "set its pool")
         selector = check_label(conf.get("dkim_selector", "kb1"), "dkim_selector of %s" % cdomain)
         rp_label = check_label(conf.get("return_path_label", "kb-bounces"), "return_path_label of %s" % cdomain)
         policy = conf.get("dmarc_policy", "none")
@@ -335,25 +373,16 @@ def _customers(spec: dict, pools: dict, domain: str, bounce_domain: str, ttl: in
         dmarc = "v=DMARC1; p=%s; adkim=r; aspf=r" % policy
         if conf.get("dmarc_rua"):
             dmarc += "; rua=%s" % conf["dmarc_rua"]
-        logins = []
-        seen = set()
-        for j, login in enumerate(conf.get("logins") or []):
-            user = str(login.get("username", "")).lower() if isinstance(login, dict) else ""
-            if not user:
-                raise PlanError("platform_customers[%d].logins[%d] needs a username" % (i, j))
-            if user in seen:
-                raise PlanError("login %s of %s is listed twice" % (user, cdomain))
-            seen.add(user)
-            senders = [str(s).lower() for s in (login.get("senders") or ["@" + cdomain])]
-            for s in senders:
-                sdomain = s.rsplit("@", 1)[-1]
-                if sdomain != cdomain:
-                    raise PlanError(
-                        "login %s may only send as %s addresses, but its senders list %s: "
-                        "move that address to the customer that owns its domain" % (user, cdomain, s))
-            logins.append({"username": user, "senders": senders})
+        logins = _logins(conf, i, cdomain, default_pool, pools, owners)
+        # Every MTA of every stream the domain uses signs it, rewrites its
+        # return path and picks its transport; each MTA takes only the logins
+        # of its own pool.
+        streams = sorted({login["pool"] for login in logins}) or [
+            _pool_of(default_pool, pools, "customer %s" % cdomain, "set its pool")]
         entry = {
-            "pool": pool,
+            "pool": default_pool,
+            "pools": streams,
+            "mtas": sorted(m for p in streams for m in pools[p].mtas),
             "dkim_selector": selector,
             "dkim_name": "%s._domainkey.%s" % (selector, cdomain),
             "return_path": "%s.%s" % (rp_label, cdomain),
@@ -369,6 +398,27 @@ def _customers(spec: dict, pools: dict, domain: str, bounce_domain: str, ttl: in
             _rrset(entry["dmarc_name"], "TXT", ttl, [dmarc]),
         ]
     return customers, zones
+
+
+def domain_transport(domain: str, sending_ips: list) -> str:
+    """The transport (sending IP) one customer domain leaves an MTA through.
+
+    A stable choice by the domain name: the first 32 bits of its MD5, modulo
+    the number of the MTA's sending IPs (in plan order, sorted by address).
+    The same domain keeps its IP as long as the MTA's list of IPs does not change.
+    """
+    if not sending_ips:
+        raise PlanError("an MTA without sending IPs cannot carry %s" % domain)
+    index = int(hashlib.md5(domain.lower().encode()).hexdigest()[:8], 16) % len(sending_ips)
+    return sending_ips[index]["transport"]
+
+
+def _transports(customers: dict, mtas: dict) -> dict:
+    """Per MTA: customer domain -> its transport, for every domain of the MTA's streams."""
+    return {
+        mta: {d: domain_transport(d, mtas[mta]["sending_ips"]) for d, c in sorted(customers.items()) if mta in c["mtas"]}
+        for mta in sorted(mtas)
+    }
 
 
 def _ptr_name(template: str, mta: str, mta_fqdn: str, ip: ipaddress.IPv4Address, index: int, domain: str) -> str:
@@ -509,6 +559,7 @@ def build_plan(spec: dict) -> dict:
         "load_balancers": load_balancers,
         "ptr_map": dict(sorted(ptr_map.items(), key=lambda kv: ipaddress.ip_address(kv[0]))),
         "customers": customers,
+        "transports": _transports(customers, mtas),
         "bounce_domains": [bounce_domain] + sorted(c["return_path"] for c in customers.values()),
         "zones": zones,
         "placeholders": _placeholders(spec, pools, hosts),
@@ -535,9 +586,9 @@ def summarize(plan: dict) -> list:
             shown = values if len(values) <= 3 else values[:2] + ["... (%d values)" % len(values)]
             lines.append("  %s %d IN %s %s" % (rr["name"] + ".", rr["ttl"], rr["type"], " | ".join(shown)))
     for domain, c in plan["customers"].items():
-        lines.append("customer %s: pool %s, DKIM %s, return path %s -> %s, logins %s" % (
-            domain, c["pool"], c["dkim_name"], c["return_path"], c["return_path_target"],
-            ", ".join(login["username"] for login in c["logins"]) or "none"))
+        lines.append("customer %s: pools %s, DKIM %s, return path %s -> %s, logins %s" % (
+            domain, ", ".join(c["pools"]), c["dkim_name"], c["return_path"], c["return_path_target"],
+            ", ".join("%s (%s)" % (login["username"], login["pool"]) for login in c["logins"]) or "none"))
     lines.append("PTR records: %d (for example %s)" % (
         len(plan["ptr_map"]), ", ".join("%s -> %s" % kv for kv in list(plan["ptr_map"].items())[:2])))
     for warning in plan["warnings"]:

@@ -588,8 +588,11 @@ def customer_task(resolver: Resolver, evaluator: SpfEvaluator, plan: dict, domai
     conf = plan["customers"][domain]
     results = check_dkim(resolver, plan, domain, conf, keys.get(domain))
     # SPF first: its TXT answer also tells whether the return path is a CNAME, so the next check asks nothing.
+    # Every stream (pool) the domain sends on must pass SPF for its return path.
+    streams = conf.get("pools") or [conf["pool"]]
     spf_result = check_spf_covers(evaluator, plan, CUSTOMER, "return_path_spf", conf["return_path"],
-                                  pool_ips.get(conf["pool"], []), "pool %s" % conf["pool"])
+                                  [ip for p in streams for ip in pool_ips.get(p, [])],
+                                  "pool%s %s" % ("s" if len(streams) > 1 else "", ", ".join(streams)))
     results.append(CheckResult(check=spf_result.check, subject=domain, status=spf_result.status, reason=spf_result.reason,
                                fix=spf_result.fix, category=CUSTOMER))
     results.append(check_return_path(resolver, plan, domain, conf))

@@ -12,7 +12,7 @@ import socket
 import ssl
 import time
 from email.message import EmailMessage
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 
 class ProxyHeader(smtplib.SMTP):
@@ -51,6 +51,14 @@ def message(sender: str, rcpt: str, token: str) -> EmailMessage:
     return msg
 
 
+def raw_message(headers: List[Tuple[str, str]], rcpt: str, token: str) -> bytes:
+    """A message with exactly the given From/Sender fields (none, or several), as bytes."""
+    lines = ["%s: %s" % (name, value) for name, value in headers] + [
+        "To: %s" % rcpt, "Subject: molecule mta " + token, "Message-ID: <%s@molecule.test>" % token,
+        "MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8", "", "Test message " + token, ""]
+    return "\r\n".join(lines).encode()
+
+
 def code_of(exc: Exception) -> int:
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return list(exc.recipients.values())[0][0]
@@ -63,7 +71,9 @@ def code_of(exc: Exception) -> int:
 
 def conversation(host: str, port: int, implicit_tls: bool, starttls: bool,
                  login: Optional[str], password: Optional[str],
-                 sender: str, rcpt: str, token: str) -> Dict[str, object]:
+                 sender: str, rcpt: str, token: str,
+                 headers: Optional[List[Tuple[str, str]]] = None) -> Dict[str, object]:
+    """One SMTP session; with ``headers``, the message carries exactly those From/Sender fields."""
     result: Dict[str, object] = {"port": port}
     cls = ProxySMTPS if implicit_tls else ProxySMTP
     kwargs = {"context": tls_context()} if implicit_tls else {}
@@ -81,11 +91,33 @@ def conversation(host: str, port: int, implicit_tls: bool, starttls: bool,
                 result["auth"] = code_of(exc)
                 return result
         try:
-            smtp.send_message(message(sender, rcpt, token), from_addr=sender, to_addrs=[rcpt])
+            if headers is None:
+                smtp.send_message(message(sender, rcpt, token), from_addr=sender, to_addrs=[rcpt])
+            else:
+                smtp.sendmail(sender, [rcpt], raw_message(headers, rcpt, token))
             result["send"] = 250
         except Exception as exc:  # noqa: BLE001
             result["send"] = code_of(exc)
+            if isinstance(exc, smtplib.SMTPResponseException):
+                result["reply"] = exc.smtp_error.decode("utf-8", "replace")
     return result
+
+
+# Header From / Sender a login may not use, each refused at the end of DATA (550 5.7.1).
+REFUSED_HEADERS = {
+    "other_domain": [("From", "ceo@bank.example")],
+    "lookalike_suffix": [("From", "support@kibamail.com.bank.example")],
+    "lookalike_typo": [("From", "support@kibamai1.com")],
+    "subdomain": [("From", "support@mail.kibamail.com")],
+    "display_name": [("From", '"support@kibamail.com" <x@bank.example>')],
+    "display_name_reverse": [("From", '"ceo@bank.example" <support@kibamail.com>')],
+    "several_addresses": [("From", "support@kibamail.com, ceo@bank.example")],
+    "two_from_fields": [("From", "support@kibamail.com"), ("From", "support@kibamail.com")],
+    "no_from": [],
+    "sender_other": [("From", "support@kibamail.com"), ("Sender", "x@bank.example")],
+}
+# The positive control: a display name and a Sender, both in the login's domain.
+ACCEPTED_HEADERS = [("From", '"Kibamail Support" <support@kibamail.com>'), ("Sender", "support@kibamail.com")]
 
 
 def refuses_new_connections(host: str, port: int) -> bool:
@@ -141,6 +173,8 @@ def main() -> None:
     parser.add_argument("--token", required=True)
     parser.add_argument("--drain-ready-file", help="run the drain case only, saying in this file when the session is open")
     parser.add_argument("--drain-wait", type=float, default=60.0)
+    parser.add_argument("--other-stream-login", help="a login of another stream (pool): must not authenticate here")
+    parser.add_argument("--other-stream-password")
     args = parser.parse_args()
     h, pw, t = args.host, args.password, args.token
     if args.drain_ready_file:
@@ -165,6 +199,14 @@ def main() -> None:
         "unauth_relay_other": conversation(h, 2525, False, False, None, None,
                                            "someone@other.example", rcpt, t + "-relay2"),
     }
+    # Header From and Sender (the sender milter): the envelope is the login's own address each time.
+    cases["header_ok"] = conversation(h, 2587, False, True, user, pw, user, rcpt, t + "-hdrok", ACCEPTED_HEADERS)
+    cases["header_refused"] = {
+        name: conversation(h, 2587, False, True, user, pw, user, rcpt, "%s-deny-%s" % (t, name.replace("_", "-")), headers)
+        for name, headers in REFUSED_HEADERS.items()}
+    if args.other_stream_login:
+        cases["other_stream"] = conversation(h, 2587, False, True, args.other_stream_login, args.other_stream_password,
+                                             args.other_stream_login, rcpt, t + "-deny-stream")
     print(json.dumps(cases, indent=2, sort_keys=True))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -125,7 +126,94 @@ def test_customer_records_and_names():
     assert rrsets(plan, "kibamail.com", "CNAME", "kb-bounces.kibamail.com")[0]["values"] == ["kb-bounces.kbmta.net."]
     assert rrsets(plan, "kibamail.com", "TXT", "_dmarc.kibamail.com")[0]["values"] == ["v=DMARC1; p=none; adkim=r; aspf=r"]
     assert plan["bounce_domains"] == ["kb-bounces.kbmta.net", "kb-bounces.kibamail.com"]
-    assert c["logins"] == [{"username": "support@kibamail.com", "senders": ["support@kibamail.com"]}]
+    assert c["logins"] == [{"username": "support@kibamail.com", "pool": "transactional", "senders": ["support@kibamail.com"]}]
+    assert c["pools"] == ["transactional"]
+    assert c["mtas"] == ["us-mta1", "us-mta2"]
+
+
+# ---------------------------------------------------------------- streams
+
+
+def two_streams():
+    """kibamail.com sends transactional mail as support@ and newsletters as news@."""
+    s = spec()
+    s["customers"][0]["logins"].append({"username": "News@Kibamail.com", "pool": "marketing"})
+    return s
+
+
+def test_a_domain_on_two_pools_is_on_every_mta_of_both():
+    plan = build_plan(two_streams())
+    c = plan["customers"]["kibamail.com"]
+    assert c["pools"] == ["marketing", "transactional"]
+    assert c["mtas"] == ["eu-mta1", "eu-mta2", "us-mta1", "us-mta2"]
+    # One DKIM key, one return path for both streams: DKIM and SPF align the same on each.
+    assert c["dkim_name"] == "kb1._domainkey.kibamail.com"
+    assert c["return_path"] == "kb-bounces.kibamail.com"
+    assert plan["bounce_domains"] == ["kb-bounces.kbmta.net", "kb-bounces.kibamail.com"]
+
+
+def test_each_login_is_bound_to_one_stream():
+    c = build_plan(two_streams())["customers"]["kibamail.com"]
+    assert c["logins"] == [
+        {"username": "support@kibamail.com", "pool": "transactional", "senders": ["support@kibamail.com"]},
+        {"username": "news@kibamail.com", "pool": "marketing", "senders": ["@kibamail.com"]},
+    ]
+
+
+def test_a_login_without_pool_takes_the_customers_pool():
+    s = two_streams()
+    s["customers"][0]["pool"] = "marketing"
+    s["customers"][0]["logins"][0].pop("senders")
+    c = build_plan(s)["customers"]["kibamail.com"]
+    assert [(login["username"], login["pool"]) for login in c["logins"]] == [
+        ("support@kibamail.com", "marketing"), ("news@kibamail.com", "marketing")]
+    assert c["pools"] == ["marketing"]
+    assert c["mtas"] == ["eu-mta1", "eu-mta2"]
+
+
+def test_an_old_inventory_without_any_pool_still_plans_on_transactional():
+    s = spec()
+    s["customers"][0].pop("pool")
+    c = build_plan(s)["customers"]["kibamail.com"]
+    assert c["pool"] == "transactional"
+    assert c["pools"] == ["transactional"]
+
+
+def test_a_customer_without_logins_stays_on_its_pool():
+    s = spec()
+    s["customers"][0].update(pool="marketing", logins=[])
+    assert build_plan(s)["customers"]["kibamail.com"]["pools"] == ["marketing"]
+
+
+def test_the_summary_names_each_logins_stream():
+    lines = summarize(build_plan(two_streams()))
+    assert any("customer kibamail.com: pools marketing, transactional" in line
+               and "support@kibamail.com (transactional), news@kibamail.com (marketing)" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda s: s["customers"][0]["logins"][1].update(pool="bulk"),
+         "login news@kibamail.com of kibamail.com uses pool 'bulk', which is not defined: set its pool to one of "
+         "marketing, transactional"),
+        (lambda s: (s["customers"][0].pop("pool"), s["pools"].pop("transactional"), s["groups"].pop("mta_transactional"),
+                    s["groups"].update(mta=["eu-mta1", "eu-mta2"])),
+         "login support@kibamail.com of kibamail.com (it names no pool, so the customer's) uses pool 'transactional', "
+         "which is not defined: set the login's pool or the customer's to one of marketing"),
+        (lambda s: s["customers"].append({"domain": "other.example", "logins": [{"username": "news@kibamail.com"}]}),
+         "login news@kibamail.com is listed for both kibamail.com and other.example: a login belongs to one customer"),
+        (lambda s: s["customers"][0]["logins"].append({"username": "NEWS@kibamail.com", "pool": "transactional"}),
+         "login news@kibamail.com of kibamail.com is listed twice"),
+        (lambda s: s["customers"][0].update(logins={"username": "x"}),
+         "platform_customers[0].logins of kibamail.com must be a list of logins"),
+    ],
+)
+def test_bad_streams_are_refused_with_what_to_change(mutate, message):
+    s = two_streams()
+    mutate(s)
+    with pytest.raises(PlanError, match="^" + re.escape(message)):
+        build_plan(s)
 
 
 def test_customer_secrets_never_enter_the_plan():
@@ -329,3 +417,28 @@ def test_spf_terms_cover_exactly_the_pools(nets):
         # every covered block lies inside the union of the pools (nothing extra is authorised)
         assert sum(x.num_addresses for x in ipaddress.collapse_addresses(networks) if x.subnet_of(c)) == c.num_addresses
     assert len(terms) == len(list(ipaddress.collapse_addresses(networks)))
+
+
+# ---------------------------------------------------------------- transports per stream
+
+
+def test_every_mta_of_every_stream_has_one_transport_for_the_domain():
+    plan = build_plan(two_streams())
+    for mta in ("us-mta1", "us-mta2", "eu-mta1", "eu-mta2"):
+        (transport,) = plan["transports"][mta].values()
+        assert transport in [e["transport"] for e in plan["mtas"][mta]["sending_ips"]]
+    single = build_plan(spec())
+    assert single["transports"]["eu-mta1"] == {} and "kibamail.com" in single["transports"]["us-mta1"]
+
+
+def test_the_transport_is_the_md5_choice_the_role_made_before():
+    """md5 of the domain, first 32 bits, modulo the MTA's IPs: upgrading moves no domain to another IP."""
+    import hashlib
+
+    plan = build_plan(two_streams())
+    for mta, domains in plan["transports"].items():
+        ips = plan["mtas"][mta]["sending_ips"]
+        for domain, transport in domains.items():
+            index = int(hashlib.md5(domain.encode()).hexdigest()[:8], 16) % len(ips)
+            assert transport == ips[index]["transport"]
+    assert build_plan(two_streams())["transports"] == plan["transports"]
