@@ -11,6 +11,8 @@
 #                                with a dnf-style shim over apt-get, and the
 #                                collection dependencies packed from the venv;
 #                                then runs the plan playbook inside the image.
+#                                The image's pip still needs PyPI (wheels of
+#                                ansible-core and requirements.txt).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 mode=${1:-create}
