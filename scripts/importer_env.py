@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: Contributors to the kibamail.email_platform project
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Make the Python environment galaxy-importer lints the collection in.
@@ -15,7 +14,7 @@ except its collections, plus exactly the collections galaxy.yml `dependencies`
 declares (linked from the running environment, their versions checked
 against galaxy.yml). Run galaxy-importer with ENV_DIR/bin first on PATH.
 
-    scripts/importer_env.py ENV_DIR
+    python scripts/importer_env.py ENV_DIR
 """
 
 from __future__ import annotations
