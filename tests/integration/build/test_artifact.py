@@ -31,7 +31,7 @@ REQUIRED = {
 }
 # Only the example inventories, with their placeholders: the lab's holds a vault.
 INVENTORIES = {"production", "staging"}
-LAB_ONLY_ROLES = {"lab_dns", "lab_receiver"}
+LAB_ONLY_ROLES = {"lab_dns", "lab_receiver", "lab_resolver"}
 
 PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 VAULT = re.compile(rb"^\s*\$ANSIBLE_VAULT;\d", re.MULTILINE)
