@@ -10,7 +10,7 @@ export ANSIBLE_LINT_SKIP_SCHEMA_UPDATE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help setup venv host images collection test lint yamllint ansible-lint sanity units \
-	integration molecule build lab lab-down verify bench clean
+	integration molecule build ee ee-local lab lab-down verify bench clean
 
 help:
 	@echo "make lab        bring the whole platform up in local containers and show it working"
@@ -58,6 +58,14 @@ molecule: setup
 	scripts/test.sh molecule
 build: venv collection
 	scripts/test.sh build
+
+# The execution environment image (execution-environment.yml): `ee` needs
+# registry.access.redhat.com and Ansible Galaxy; `ee-local` builds it on this
+# machine (local base image, dependencies from the venv) and runs the plan in it.
+ee: venv collection
+	scripts/build-ee.sh build
+ee-local: setup
+	scripts/build-ee.sh local
 
 ## the lab -------------------------------------------------------------------
 lab: setup

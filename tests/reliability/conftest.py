@@ -38,6 +38,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "lab: needs the running lab (scripts/lab.sh up); runs only with KB_LAB_TESTS=1, and then "
                    "fails when the lab is down")
+    config.addinivalue_line(
+        "markers", "site_run: runs site.yml against the lab (minutes); the platform scenario runs it first, "
+                   "as its idempotence run, and the other lab tests after it")
 
 
 def lab_tests_enabled() -> bool:

@@ -17,6 +17,7 @@ simply down cannot pass for one that refuses.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -168,6 +169,27 @@ def test_bounce_listener_takes_only_bounce_domains(lab: Lab, figures: Dict[str, 
 # ---------------------------------------------------------------- secrets
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")   # molecule sets ANSIBLE_FORCE_COLOR, which beats ANSIBLE_NOCOLOR
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s", re.MULTILINE)
+TASK_OR_CHANGED = re.compile(r"^(?:TASK \[(?P<task>[^\]]+)\]|changed: \[(?P<host>[^\]]+)\])", re.MULTILINE)
+
+
+def changed_tasks(output: str) -> List[str]:
+    """'host: task' for every task a default-callback run reports as changed."""
+    found: List[str] = []
+    task = "?"
+    for match in TASK_OR_CHANGED.finditer(output):
+        if match.group("task"):
+            task = match.group("task")
+        else:
+            found.append("%s: %s" % (match.group("host"), task))
+    return found
+
+
+# One run serves two checks: the lab is converged when this runs (the platform scenario
+# runs it right after its first converge, as its idempotence run; `make lab` converged
+# twice), so the run must change nothing, and its -vvv output must show no secret.
+@pytest.mark.site_run
 def test_verbose_site_run_leaks_no_secret(lab: Lab, figures: Dict[str, Any]) -> None:
     secrets = lab_secrets(lab.directory)
     assert any(name.startswith("vault_sasl_passwords") for name in secrets)
@@ -183,7 +205,13 @@ def test_verbose_site_run_leaks_no_secret(lab: Lab, figures: Dict[str, Any]) -> 
     assert run.rc == 0, output[-4000:]
     leaked = sorted(name for name, value in secrets.items() if value in output)
     assert not leaked, "secrets printed by site.yml -vvv: %s" % leaked
-    figures.update(secrets_checked=len(secrets), output_bytes=len(output), leaked=0,
+    plain = ANSI.sub("", run.stdout)
+    recap = {host: int(changed) for host, changed in RECAP.findall(plain)}
+    assert recap, "no PLAY RECAP in the site.yml output: %s" % plain[-3000:]
+    changed = sorted(host for host, count in recap.items() if count)
+    assert not changed, ("site.yml on the converged lab changed something (not idempotent) on %s: %s"
+                         % (", ".join(changed), "; ".join(changed_tasks(plain))))
+    figures.update(secrets_checked=len(secrets), output_bytes=len(output), leaked=0, hosts_unchanged=len(recap),
                    seconds=round(time.monotonic() - started, 1))
 
 
