@@ -528,7 +528,7 @@ def build_plan(spec: dict) -> dict:
         by_name.setdefault(ptr, set()).add(ip)
     for lb_fqdn in lb_names:
         if lb_fqdn in by_name:
-            raise PlanError("%s is both a load balancer name and an MTA or PTR name: change lb_label or platform_ptr_template"
+            raise PlanError("%s is both a load balancer name and a PTR name (or an MTA name): change lb_label or platform_ptr_template"
                             % lb_fqdn)
     for name in sorted(by_name):
         if not (name == domain or name.endswith("." + domain)):

@@ -157,6 +157,17 @@ def lab_secrets(lab_dir: Path) -> Dict[str, str]:
     return secrets
 
 
+def lab_resolver(data: Dict[str, Any]) -> Any:
+    """A dnspython resolver that asks the lab's stock recursive resolver (kb-resolver), as a receiver does."""
+    import dns.resolver  # pylint: disable=import-outside-toplevel
+
+    res = dns.resolver.Resolver(configure=False)
+    res.nameservers = [data["resolver"]["address"]]
+    res.port = int(data["resolver"]["port"])
+    res.lifetime = 10.0
+    return res
+
+
 def python_in(container: str, source: str, args: List[str], timeout: int = 120) -> subprocess.CompletedProcess:
     """Run a Python snippet with python3 inside a lab container."""
     return subprocess.run(["docker", "exec", "-i", container, "python3", "-c", source] + args,

@@ -36,7 +36,7 @@ import dns.reversename
 import pytest
 import yaml
 
-from reliability_support import ROOT, Lab, docker, lab_vault, python_in
+from reliability_support import ROOT, Lab, lab_resolver, docker, lab_vault, python_in
 
 pytestmark = pytest.mark.lab
 
@@ -45,11 +45,7 @@ CUSTOMER = "kibamail.com"
 
 
 def resolver(lab: Lab) -> dns.resolver.Resolver:
-    res = dns.resolver.Resolver(configure=False)
-    res.nameservers = [lab.data["resolver"]["address"]]
-    res.port = int(lab.data["resolver"]["port"])
-    res.lifetime = 10.0
-    return res
+    return lab_resolver(lab.data)
 
 
 def lookup(res: dns.resolver.Resolver, name: str, rdtype: str) -> List[str]:

@@ -127,6 +127,18 @@ def records_by_zone(records: Records, zones: Iterable[str]) -> Zones:
 
 # the server -----------------------------------------------------------------
 
+def end_named(process: Optional[subprocess.Popen]) -> None:
+    """Stop a named process: TERM, then KILL after 10 s (None is fine)."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class LoopbackBind:
     """A named process serving primary zones on 127.0.0.1:<port>."""
 
@@ -227,14 +239,7 @@ class LoopbackBind:
         return path.read_text() if path is not None and path.exists() else ""
 
     def _end_process(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        end_named(self.process)
         self.process = None
 
     def stop(self) -> None:
@@ -319,14 +324,8 @@ class LoopbackResolver:
         return path.read_text() if path.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+        end_named(self.process)
+        self.process = None
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> "LoopbackResolver":

@@ -86,7 +86,10 @@ def test_network_playbook_sets_every_ptr_of_the_lab_plan(standin, playbook) -> N
     rdns = first.result("Set the PTR of every sending IP")
     assert rdns["changed"] is True and rdns["summary"]["create"] > 500
     ptrs = standin.snapshot()["rdns"]
-    assert set(ptrs.values()) == {"us-mta1.kbmta.net", "us-mta2.kbmta.net", "eu-mta1.kbmta.net", "eu-mta2.kbmta.net"}
+    # One name per sending IP, under its MTA's name: 192-0-2-10.us-mta1.kbmta.net.
+    assert {p.split(".", 1)[1] for p in ptrs.values()} == {
+        "us-mta1.kbmta.net", "us-mta2.kbmta.net", "eu-mta1.kbmta.net", "eu-mta2.kbmta.net"}
+    assert all(p.split(".", 1)[0] == ip.replace(".", "-") for ip, p in ptrs.items())
     second = playbook(str(ROOT / "playbooks" / "network.yml"), inventory=str(ROOT / "inventories" / "lab"), args=args)
     assert second.rc == 0
     assert second.result("Set the PTR of every sending IP")["changed"] is False
@@ -122,4 +125,4 @@ def test_network_playbook_orders_a_missing_subnet_only_when_asked(standin, playb
     assert [(p["product_id"], p["server_number"], p["test"]) for p in posts] == [
         ("subnet_ipv4_24", "101", "true"), ("subnet_ipv4_24", "101", "false")]
     ptrs = standin.snapshot()["rdns"]
-    assert ptrs["203.0.113.10"].startswith("eu-mta") and ptrs["192.0.2.10"].startswith("us-mta")
+    assert ptrs["203.0.113.10"].startswith("203-0-113-10.eu-mta") and ptrs["192.0.2.10"].startswith("192-0-2-10.us-mta")
