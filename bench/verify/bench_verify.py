@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from bind import LoopbackBind, platform_records, zones_for  # noqa: E402
+from lab_spec import lab_spec  # noqa: E402
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils.plan import build_plan  # noqa: E402
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_checks import DnsOptions, run_dns_checks  # noqa: E402
@@ -36,19 +37,8 @@ PARENT = "bench.test"
 
 
 def spec(domains: int) -> dict:
-    return {
-        "lab": True, "domain": "kbmta.net", "ttl": 300,
-        "pools": {"transactional": {"subnet": "192.0.2.0/24", "lb_label": "smtp"},
-                  "marketing": {"subnet": "203.0.113.0/24", "profile": "marketing", "lb_label": "smtp-mkg"}},
-        "groups": {"mta_transactional": ["us-mta1", "us-mta2"], "mta_marketing": ["eu-mta1", "eu-mta2"],
-                   "mta": ["us-mta1", "us-mta2", "eu-mta1", "eu-mta2"],
-                   "lb_transactional": ["lb-transactional"], "lb_marketing": ["lb-marketing"]},
-        "hosts": {"us-mta1": {"mta_address": "198.51.100.21"}, "us-mta2": {"mta_address": "198.51.100.22"},
-                  "eu-mta1": {"mta_address": "198.51.100.31"}, "eu-mta2": {"mta_address": "198.51.100.32"},
-                  "lb-transactional": {"lb_address": "198.51.100.10"}, "lb-marketing": {"lb_address": "198.51.100.11"}},
-        "customers": [{"domain": "c%05d.%s" % (i, PARENT), "pool": ("transactional", "marketing")[i % 2],
-                       "zone_managed": True, "dmarc_policy": "reject"} for i in range(domains)],
-    }
+    return lab_spec(customers=[{"domain": "c%05d.%s" % (i, PARENT), "pool": ("transactional", "marketing")[i % 2],
+                                "zone_managed": True, "dmarc_policy": "reject"} for i in range(domains)])
 
 
 def measure(domains: int, workers: int, broken_every: int = 100) -> dict:

@@ -20,19 +20,9 @@ import dns.reversename
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils.plan import build_plan
 from bind import LoopbackBind, LoopbackResolver, platform_records, zones_for
+from lab_spec import lab_spec
 
-SPEC = {
-    "lab": True, "domain": "kbmta.net", "ttl": 300,
-    "pools": {"transactional": {"subnet": "192.0.2.0/24", "lb_label": "smtp"},
-              "marketing": {"subnet": "203.0.113.0/24", "profile": "marketing", "lb_label": "smtp-mkg"}},
-    "groups": {"mta_transactional": ["us-mta1", "us-mta2"], "mta_marketing": ["eu-mta1", "eu-mta2"],
-               "mta": ["us-mta1", "us-mta2", "eu-mta1", "eu-mta2"],
-               "lb_transactional": ["lb-transactional"], "lb_marketing": ["lb-marketing"]},
-    "hosts": {"us-mta1": {"mta_address": "198.51.100.21"}, "us-mta2": {"mta_address": "198.51.100.22"},
-              "eu-mta1": {"mta_address": "198.51.100.31"}, "eu-mta2": {"mta_address": "198.51.100.32"},
-              "lb-transactional": {"lb_address": "198.51.100.10"}, "lb-marketing": {"lb_address": "198.51.100.11"}},
-    "customers": [],
-}
+SPEC = lab_spec(customers=[])
 
 
 def values(answer) -> list:
