@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from ansible_collections.kibamail.email_platform.plugins.module_utils.plan import RESOLVER_SAFE_RRSET
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_dkim import (
     MIN_KEY_BITS,
     DkimKeyError,
@@ -59,7 +60,8 @@ CUSTOMER = "customer"
 DNS_CATEGORIES = (PLATFORM, IP, CUSTOMER)
 # BIND 9.18.28+ (max-records-per-type, CVE-2024-1737) refuses to load or cache more
 # records of one type at one name by default; resolvers built on it answer SERVFAIL.
-MAX_RRSET_RECORDS = 100
+# The plan refuses to publish such a set; the same limit judges what is published.
+MAX_RRSET_RECORDS = RESOLVER_SAFE_RRSET
 DMARC_POLICY_MEANING = {
     "none": "receivers only report, they take no action on mail that fails DMARC",
     "quarantine": "receivers put mail that fails DMARC in spam",
