@@ -24,7 +24,8 @@ sys.path.insert(0, os.path.dirname(__file__))   # verify_support; tests/support 
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils.plan import build_plan  # noqa: E402
 from bind import NAMED, LoopbackBind, free_port, platform_records, zones_for  # noqa: E402
-from verify_support import DNSBL_ZONE, NAME, b64, lab_spec, rsa_key  # noqa: E402
+from lab_spec import lab_spec  # noqa: E402
+from verify_support import DNSBL_ZONE, NAME, b64, rsa_key  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,8 @@ from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_rep
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_result import FAILURE, OK, failure, ok, warning
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_smtp import parse_lb_stats, plan_smtp_targets
 from bind import platform_records
-from verify_support import b64, lab_spec, rsa_key
+from lab_spec import lab_spec
+from verify_support import b64, rsa_key
 
 ROOT = Path(__file__).resolve().parents[3]
 OUTPUT = ROOT / "tests" / "output" / "verify-report"

@@ -11,7 +11,8 @@ import os
 import subprocess
 
 import yaml
-from verify_support import NAME, b64, lab_spec, pem, rsa_key
+from lab_spec import lab_spec
+from verify_support import NAME, b64, pem, rsa_key
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 

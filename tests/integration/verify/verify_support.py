@@ -15,7 +15,6 @@ import base64
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from lab_spec import lab_spec  # noqa: F401  (tests/support; the verify tests import it from here)
 
 NAME = "smtp.kbmta.test"   # the name the loopback SMTP server's certificate carries
 DNSBL_ZONE = "bl.kbmta.test"
