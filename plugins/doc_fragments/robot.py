@@ -62,3 +62,50 @@ attributes:
     membership:
       - kibamail.email_platform.robot
 """
+
+    # Options of the ordering modules (robot_order, robot_server_order).
+    ORDER = r"""
+options:
+  test:
+    description:
+      - A dry run. Nothing is bought.
+      - By default the dry run checks the order against the product list (reads only) and returns the
+        request it would send, so it uses none of Robot's 20 orders a day.
+        With O(validate_with_api=true) it also sends the order with C(test=true), which Robot checks in full.
+    type: bool
+    default: true
+  confirm_order:
+    description:
+      - Must be V(true) together with O(test=false) to place a real, paid order.
+    type: bool
+    default: false
+  validate_with_api:
+    description:
+      - With O(test=true), send the order to Robot as C(test=true) (Robot validates it and buys nothing).
+      - Robot does not say whether such a dry run counts against the order limit; assume it does.
+    type: bool
+    default: false
+  wait:
+    description:
+      - Wait for a real order (or one found in process) to be delivered.
+    type: bool
+    default: true
+  wait_timeout:
+    description:
+      - Seconds to wait for delivery. When they run out the module fails, saying the order is still in
+        process; the next run finds it and waits again, it does not order again.
+    type: int
+    default: 1800
+  poll_interval:
+    description:
+      - Seconds between two polls of the order's transaction.
+    type: int
+    default: 30
+notes:
+  - Check mode reads what the account has and ordered and sends no order, not even a dry run.
+  - An order is tied to what it is for by a marker C([kibamail:NAME]) that the transaction list shows back;
+    a re-run finds delivered and pending orders by it and never orders twice.
+  - When the answer to an order is lost (the connection fails after the request was sent), the module
+    fails with C(changed=true) and RV(outcome=unknown), saying the order may have been placed.
+    Run it again, do not order by hand; the next run finds the order by its marker.
+"""

@@ -386,17 +386,26 @@ def normalize_subnet(raw: Dict[str, Any], vswitch_of: Optional[Dict[str, int]] =
     }
 
 
-def vswitch_subnets(client: RobotClient) -> Dict[str, int]:
-    """CIDR -> vSwitch id for every subnet attached to a vSwitch (one call per vSwitch)."""
-    found: Dict[str, int] = {}
+def vswitch_details(client: RobotClient) -> List[Dict[str, Any]]:
+    """Every live vSwitch with the numbers of its servers and the CIDRs of its subnets (one call per vSwitch)."""
+    found: List[Dict[str, Any]] = []
     for vswitch in client.get_list("/vswitch"):
         item = vswitch.get("vswitch", vswitch)
         if item.get("cancelled"):
             continue
         detail = client.request("GET", "/vswitch/{0}".format(item["id"]), absent_codes=("NOT_FOUND", "VSWITCH_NOT_FOUND"))
-        for subnet in (detail or {}).get("subnet", []) or []:
-            found["{0}/{1}".format(subnet["ip"], mask_to_int(subnet["mask"]))] = int(item["id"])
+        detail = detail or {}
+        found.append({
+            "id": int(item["id"]),
+            "servers": sorted(n for n in (_int_or_none(s.get("server_number")) for s in detail.get("server") or []) if n is not None),
+            "subnets": ["{0}/{1}".format(s["ip"], mask_to_int(s["mask"])) for s in detail.get("subnet") or []],
+        })
     return found
+
+
+def vswitch_subnets(client: RobotClient) -> Dict[str, int]:
+    """CIDR -> vSwitch id for every subnet attached to a vSwitch."""
+    return {cidr: v["id"] for v in vswitch_details(client) for cidr in v["subnets"]}
 
 
 def list_subnets(client: RobotClient, server_ip: Optional[str] = None, resolve_vswitch: bool = True) -> List[Dict[str, Any]]:
@@ -427,6 +436,8 @@ def match_pools(subnets: List[Dict[str, Any]], pools: Dict[str, Any]) -> Dict[st
 # Orders -----------------------------------------------------------------------------------
 
 PENDING_STATUS = "in process"
+READY_STATUS = "ready"
+CANCELLED_STATUS = "cancelled"
 
 
 def transaction_of(answer: Any) -> Dict[str, Any]:
@@ -439,19 +450,3 @@ def product_id_of(transaction: Dict[str, Any]) -> Optional[str]:
     if isinstance(product, dict):
         return product.get("id")
     return transaction.get("product_id")
-
-
-def pending_addon_orders(client: RobotClient, server_number: int, product_id: str) -> List[Dict[str, Any]]:
-    """Addon transactions of the last 30 days still in process for this server and product."""
-    pending = []
-    for entry in client.get_list("/order/server_addon/transaction"):
-        item = transaction_of(entry)
-        if (item.get("status") == PENDING_STATUS and _int_or_none(item.get("server_number")) == server_number
-                and product_id_of(item) == product_id):
-            pending.append(item)
-    return pending
-
-
-def addon_products(client: RobotClient, server_number: int) -> List[Dict[str, Any]]:
-    return [entry.get("product", entry) for entry in
-            client.get_list("/order/server_addon/{0}/product".format(server_number))]

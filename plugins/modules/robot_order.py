@@ -7,31 +7,44 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: robot_order
-short_description: Order an additional subnet for a Hetzner dedicated server, explicitly
+short_description: Order a pool's additional subnet for a Hetzner dedicated server, once
 version_added: 0.1.0
 author:
   - Kibamail platform team (@kibamail)
 description:
-  - Orders a server addon (an additional subnet such as C(subnet_ipv4_29)) through
-    C(POST /order/server_addon/transaction).
-  - Ordering costs money and Robot allows only 20 orders a day, so the module is explicit
-    about it. By default it sends a dry run (C(test=true)), which validates the order and buys nothing.
-    A real order needs both O(test=false) and O(confirm_order=true).
-  - It never orders in check mode; it then only reports what it would do.
-  - It is idempotent. When Robot already has O(subnet), or an order of the same product for the
-    same server is still in process, it places no new order (it waits for the pending one instead).
-  - After a real order it waits, up to O(wait_timeout), for the transaction to become C(ready).
+  - Orders a server addon (an additional subnet such as C(subnet_ipv4_24)) for a pool of the platform through
+    C(POST /order/server_addon/transaction), unless the account already has the pool's subnet or an order for it.
+  - Robot chooses the subnet's address; the order names only the product. So the module decides from what the
+    account has and what it ordered, never from the address it would like. The pool's need is met by
+    (1) a subnet at O(subnet), (2) a subnet that an order for the pool delivered (the transaction list keeps
+    delivered orders for 30 days), or (3) a subnet of the product's size routed to O(server_number) or to a
+    vSwitch that server is in, unless listed in O(exclude_subnets).
+    An order for the pool still in process means no new order either; the module waits for it.
+  - Orders carry the marker C([kibamail:POOL]) at the end of their C(reason); that is how (2) and pending
+    orders are recognised.
+  - It reads C(GET /subnet), C(GET /vswitch) and C(GET /vswitch/{id}) (only when a subnet is on a vSwitch),
+    C(GET /order/server_addon/transaction) and C(GET /order/server_addon/{server_number}/product), and writes
+    only C(POST /order/server_addon/transaction) (once at most), then polls C(GET /order/server_addon/transaction/{id}).
+  - Ordering costs money and Robot allows only 20 orders a day; see O(test), O(confirm_order) and O(validate_with_api).
+  - The delivered address is usually not the inventory's placeholder. The module returns it (RV(subnet)) and
+    warns when it differs from O(subnet); write it into C(platform_pools.<pool>.subnet).
 extends_documentation_fragment:
   - kibamail.email_platform.robot
   - kibamail.email_platform.robot.actiongroup_robot
+  - kibamail.email_platform.robot.order
 attributes:
   check_mode:
     support: full
-    description: Reads existing subnets and pending orders; never sends an order, not even a dry run.
+    description: Reads what the account has and ordered; never sends an order, not even a dry run.
   diff_mode:
     support: none
-    description: Orders have no before/after text.
+    description: Orders have no before/after text; RV(outcome) and RV(request) say what would be ordered.
 options:
+  pool:
+    description:
+      - Name of the pool the subnet is for (a key of C(platform_pools)). It goes into the order's marker.
+    type: str
+    required: true
   server_number:
     description:
       - Number of the dedicated server the subnet is ordered for (it is routed to its main IP first).
@@ -39,12 +52,13 @@ options:
     required: true
   product_id:
     description:
-      - Addon product, as listed by C(GET /order/server_addon/{server_number}/product), for example V(subnet_ipv4_29).
+      - Addon product, as listed by C(GET /order/server_addon/{server_number}/product), for example V(subnet_ipv4_24).
     type: str
     required: true
   reason:
     description:
       - Why the addresses are needed. Mandatory for IP addresses and subnets; Hetzner and RIPE read it.
+      - The module appends the marker C([kibamail:POOL]).
     type: str
     required: true
   gateway:
@@ -53,185 +67,111 @@ options:
     type: str
   subnet:
     description:
-      - The subnet the pool should have, for example V(192.0.2.0/24).
-      - When Robot already has it, nothing is ordered.
+      - The pool's subnet as the inventory has it, for example V(192.0.2.0/24), when it is known.
+      - Robot assigns the address, so this only helps to find an existing subnet; it is never sent.
     type: str
-  test:
+  exclude_subnets:
     description:
-      - Send the order as a dry run (C(test=true)). Nothing is bought.
-    type: bool
-    default: true
-  confirm_order:
-    description:
-      - Must be V(true) together with O(test=false) to place a real, paid order.
-    type: bool
-    default: false
-  wait:
-    description:
-      - Wait for a real (or pending) order to become C(ready).
-    type: bool
-    default: true
-  wait_timeout:
-    description:
-      - Seconds to wait for the transaction to become C(ready).
-    type: int
-    default: 1800
-  poll_interval:
-    description:
-      - Seconds between two polls of the transaction.
-    type: int
-    default: 30
+      - Subnets that belong to other pools (their C(platform_pools.<pool>.subnet)); never taken as this pool's.
+    type: list
+    elements: str
+    default: []
 notes:
   - Hetzner normally wants a RIPE justification for a /24 and may not offer it through the API at all;
     the dry run tells whether the product can be ordered for the server.
-  - Ordering servers is not supported by this module.
+  - Dedicated servers are ordered with M(kibamail.email_platform.robot_server_order).
+seealso:
+  - module: kibamail.email_platform.robot_subnet_info
+  - module: kibamail.email_platform.robot_server_order
 """
 
 EXAMPLES = r"""
-- name: Check that a /29 can be ordered (dry run, nothing bought)
+- name: Check that the transactional /24 can be ordered (dry run, nothing sent to the order endpoint)
   kibamail.email_platform.robot_order:
+    pool: transactional
     server_number: 321
-    product_id: subnet_ipv4_29
-    reason: Sending IPs of the transactional pool
+    product_id: subnet_ipv4_24
+    reason: Sending IPs of the transactional mail pool
     subnet: "{{ platform_plan.pools.transactional.subnet }}"
 
-- name: Really order it
+- name: Really order it (runs again safely; a second run orders nothing)
   kibamail.email_platform.robot_order:
+    pool: transactional
     server_number: 321
-    product_id: subnet_ipv4_29
-    reason: Sending IPs of the transactional pool
+    product_id: subnet_ipv4_24
+    reason: Sending IPs of the transactional mail pool
     test: false
     confirm_order: true
+  register: transactional_order
+
+- name: Say where the delivered subnet goes
+  ansible.builtin.debug:
+    msg: "Set platform_pools.transactional.subnet to {{ transactional_order.subnet.cidr }}"
 """
 
 RETURN = r"""
 outcome:
   description: >-
-    What happened: V(exists) (Robot has O(subnet)), V(pending) (an order was already in process),
-    V(dry_run), V(ordered), or in check mode V(would_order) / V(would_dry_run).
+    What happened: V(exists) (the account has the pool's subnet), V(pending) (an order for the pool was
+    in process; waited for unless O(wait=false)), V(dry_run), V(ordered), in check mode V(would_order) /
+    V(would_dry_run); on failure V(unknown) (the answer to the order was lost: it may have been placed)
+    or V(failed) (Robot cancelled the order).
   returned: always
   type: str
-  sample: dry_run
+  sample: exists
+request:
+  description: The form the order sends (or would send), marker included.
+  returned: when an order is due
+  type: dict
+  sample: {server_number: 321, product_id: subnet_ipv4_24, reason: "Sending IPs [kibamail:transactional]", test: true}
 transaction:
   description: The order transaction as Robot returned it (the last poll when waiting).
   returned: when an order was sent or found pending
   type: dict
 subnet:
-  description: The existing or newly delivered subnet (same shape as robot_subnet_info's subnets).
+  description: The pool's subnet in Robot (same shape as robot_subnet_info's subnets).
   returned: when known
   type: dict
+inventory_matches:
+  description: Whether RV(subnet) is the O(subnet) the inventory holds. When false, write RV(subnet.cidr) into the inventory.
+  returned: when RV(subnet) is returned
+  type: bool
 """
 
-import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils.robot import (
-    PENDING_STATUS,
     ROBOT_ARGUMENT_SPEC,
-    RobotClient,
-    RobotError,
-    addon_products,
     client_from_params,
-    normalize_subnet,
-    pending_addon_orders,
-    transaction_of,
 )
-
-
-def existing_subnet(client: RobotClient, wanted: Optional[str]) -> Optional[Dict[str, Any]]:
-    if not wanted:
-        return None
-    ip, _sep, mask = wanted.partition("/")
-    answer = client.request("GET", "/subnet/" + ip, absent_codes=("NOT_FOUND", "SUBNET_NOT_FOUND"))
-    if answer is None:
-        return None
-    subnet = normalize_subnet(answer)
-    if mask and subnet["mask"] != int(mask):
-        return None
-    return subnet
-
-
-def wait_ready(module: AnsibleModule, client: RobotClient, transaction: Dict[str, Any]) -> Dict[str, Any]:
-    deadline = time.monotonic() + module.params["wait_timeout"]
-    while transaction.get("status") == PENDING_STATUS:
-        if time.monotonic() >= deadline:
-            module.fail_json(
-                msg="Order {0} is still '{1}' after {2}s; run again later: the pending order is found and not repeated".format(
-                    transaction.get("id"), PENDING_STATUS, module.params["wait_timeout"]),
-                changed=True, transaction=transaction)
-        time.sleep(max(1, module.params["poll_interval"]))
-        transaction = transaction_of(client.request("GET", "/order/server_addon/transaction/{0}".format(transaction["id"])))
-    if transaction.get("status") != "ready":
-        module.fail_json(msg="Order {0} ended with status '{1}'".format(transaction.get("id"), transaction.get("status")),
-                         changed=True, transaction=transaction)
-    return transaction
-
-
-def delivered_subnet(client: RobotClient, transaction: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    for resource in transaction.get("resources") or []:
-        if isinstance(resource, dict) and resource.get("type") == "subnet" and resource.get("id"):
-            answer = client.request("GET", "/subnet/{0}".format(resource["id"]), absent_codes=("NOT_FOUND", "SUBNET_NOT_FOUND"))
-            if answer is not None:
-                return normalize_subnet(answer)
-    return None
-
-
-def run(module: AnsibleModule, client: RobotClient) -> Dict[str, Any]:
-    p = module.params
-    found = existing_subnet(client, p["subnet"])
-    if found is not None:
-        return dict(changed=False, outcome="exists", subnet=found)
-    pending = pending_addon_orders(client, p["server_number"], p["product_id"])
-    if pending:
-        transaction = pending[0]
-        if p["wait"] and not module.check_mode:
-            transaction = wait_ready(module, client, transaction)
-        return dict(changed=False, outcome="pending", transaction=transaction,
-                    subnet=delivered_subnet(client, transaction) if transaction.get("status") == "ready" else None)
-    real = not p["test"]
-    if real and not p["confirm_order"]:
-        module.fail_json(msg="test=false places a real, paid order: set confirm_order=true as well to place it")
-    if module.check_mode:
-        return dict(changed=real, outcome="would_order" if real else "would_dry_run")
-    products = [product.get("id") for product in addon_products(client, p["server_number"])]
-    if p["product_id"] not in products:
-        module.fail_json(msg="Product '{0}' cannot be ordered for server {1}; orderable addons: {2}".format(
-            p["product_id"], p["server_number"], ", ".join(str(x) for x in products) or "none"))
-    form: Dict[str, Any] = dict(server_number=p["server_number"], product_id=p["product_id"], reason=p["reason"], test=not real)
-    if p["gateway"]:
-        form["gateway"] = p["gateway"]
-    transaction = transaction_of(client.request("POST", "/order/server_addon/transaction", form=form, repeatable=False))
-    if not real:
-        return dict(changed=False, outcome="dry_run", transaction=transaction)
-    if p["wait"]:
-        transaction = wait_ready(module, client, transaction)
-        return dict(changed=True, outcome="ordered", transaction=transaction, subnet=delivered_subnet(client, transaction))
-    return dict(changed=True, outcome="ordered", transaction=transaction)
+from ansible_collections.kibamail.email_platform.plugins.module_utils.robot_orders import (
+    ORDER_ARGUMENT_SPEC,
+    SubnetOrder,
+    ensure_subnet,
+    run_order,
+)
 
 
 def main() -> None:
     spec: Dict[str, Any] = dict(
+        pool=dict(type="str", required=True),
         server_number=dict(type="int", required=True),
         product_id=dict(type="str", required=True),
         reason=dict(type="str", required=True),
         gateway=dict(type="str"),
         subnet=dict(type="str"),
-        test=dict(type="bool", default=True),
-        confirm_order=dict(type="bool", default=False),
-        wait=dict(type="bool", default=True),
-        wait_timeout=dict(type="int", default=1800),
-        poll_interval=dict(type="int", default=30),
+        exclude_subnets=dict(type="list", elements="str", default=[]),
     )
+    spec.update(ORDER_ARGUMENT_SPEC)
     spec.update(ROBOT_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    client = client_from_params(module.params, progress=module.log)
-    try:
-        result = run(module, client)
-    except RobotError as exc:
-        module.fail_json(msg=str(exc), error_code=exc.code)
-    module.exit_json(**result)
+    p = module.params
+    order = SubnetOrder(pool=p["pool"], server_number=p["server_number"], product_id=p["product_id"],
+                        reason=p["reason"], subnet=p["subnet"] or None, exclude=list(p["exclude_subnets"]),
+                        gateway=p["gateway"])
+    run_order(module, client_from_params(p, progress=module.log), ensure_subnet, order)
 
 
 if __name__ == "__main__":

@@ -10,19 +10,30 @@ empty lists, 403 ``RATE_LIMIT_EXCEEDED`` with ``max_request`` and ``interval``.
 
 Endpoints: ``GET /subnet[?server_ip=]``, ``GET /subnet/{ip}``,
 ``GET /rdns[?server_ip=]``, ``GET|PUT|POST|DELETE /rdns/{ip}``,
-``GET /vswitch``, ``GET /vswitch/{id}``,
+``GET /vswitch``, ``GET /vswitch/{id}``, ``GET /server``, ``GET|POST /server/{number}``,
 ``GET /order/server_addon/{server_number}/product``,
-``GET|POST /order/server_addon/transaction``, ``GET /order/server_addon/transaction/{id}``.
+``GET|POST /order/server_addon/transaction``, ``GET /order/server_addon/transaction/{id}``,
+``GET /order/server/product[/{id}]``, ``GET|POST /order/server/transaction``,
+``GET /order/server/transaction/{id}``, and the same three for ``/order/server_market``.
+
+Like Robot, the stand-in chooses what an order delivers: subnets and the main IPs of
+new servers come from its own ``free_ranges`` (the first free aligned block of the
+ordered size), never from anything the client sent. A server's main IPv4 has the PTR
+``static.<ip>.clients.your-server.de`` until one is written (and again after a DELETE).
 
 Test controls (no auth, JSON): ``GET|DELETE /_admin/log`` (the request log),
 ``POST /_admin/faults`` (append fault rules), ``DELETE /_admin/faults``,
-``GET|PUT /_admin/state``, ``POST /_admin/rate-limit`` (``{"limit": N, "interval": S}``),
-``POST /_admin/latency`` (``{"seconds": S}``).
+``GET|PUT /_admin/state``, ``POST /_admin/rate-limit``
+(``{"limit": N, "interval": S[, "bucket": NAME]}``, bucket ``rdns`` unless named; see
+``LIMITED_ENDPOINTS``), ``POST /_admin/latency`` (``{"seconds": S}``).
 
 A fault rule: ``{"method": "PUT", "path": "/rdns", "status": 500, "code": "INTERNAL_ERROR",
-"count": 1, "skip": 0, "delay": 0}``. ``path`` is a prefix; ``status`` 403 with code
+"count": 1, "skip": 0, "delay": 0, "drop": ""}``. ``path`` is a prefix, or a shell
+pattern when it holds ``*`` (``/order/*/transaction``); ``status`` 403 with code
 ``RATE_LIMIT_EXCEEDED`` answers like the real rate limit (``interval`` overrides the
-announced interval); ``status`` 0 only delays.
+announced interval); ``status`` 0 only delays. ``drop`` closes the connection without
+an answer: ``before`` the request is processed (nothing happens), or ``after`` it
+(its effect is applied and logged, the answer is lost).
 
 Use it in-process (``RobotStandin(...).start()``) or from the command line::
 
@@ -40,6 +51,7 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
+import fnmatch
 import ipaddress
 import json
 import os
@@ -61,9 +73,43 @@ DEFAULT_STATE: Dict[str, Any] = {
     "vswitches": [],      # {"id", "name", "vlan", "cancelled", "server": [...], "subnet": [...]}
     "products": {},       # str(server_number) -> [{"id", "name", ...}]
     "transactions": [],   # addon order transactions
-    "order_pool": [],     # subnets a real order delivers: {"ip", "mask", "gateway"}
+    "free_ranges": [],    # CIDRs the stand-in assigns delivered subnets and server main IPs from
+    "order_pool": [],     # legacy: {"ip", "mask"} entries count as free ranges too
     "order_ready_after": 0.0,
+    "server_products": [],         # {"id", "name", "location": [...], "dist": [...]}
+    "server_transactions": [],     # standard server orders
+    "market_products": [],         # {"id" (int), "name", ...}: the server auction
+    "market_transactions": [],     # server auction orders
 }
+
+# Rate-limit buckets: name -> (methods ("" = any), path pattern, default limit, default interval).
+# Robot limits each endpoint on its own; a limit of 0 is off. The rDNS bucket takes --rate-limit.
+LIMITED_ENDPOINTS: Dict[str, Tuple[str, str, int, float]] = {
+    "rdns": ("", r"^/rdns(/.*)?$", 0, 3600.0),
+    "subnet": ("GET", r"^/subnet(/.*)?$", 0, 3600.0),
+    "server": ("", r"^/server(/.*)?$", 0, 3600.0),
+    "order_read": ("GET", r"^/order/.*$", 0, 3600.0),
+    "order_addon": ("POST", r"^/order/server_addon/transaction$", 20, 86400.0),
+    "order_server": ("POST", r"^/order/server/transaction$", 20, 86400.0),
+    "order_market": ("POST", r"^/order/server_market/transaction$", 20, 86400.0),
+}
+
+DROP = -1   # status of an answer that is never sent: the connection is closed instead
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def valid_host_name(name: str) -> bool:
+    """What Robot accepts as a PTR: ASCII host name labels (letters, digits, inner hyphens)."""
+    text = name[:-1] if name.endswith(".") else name
+    if not text or len(text) > 253:
+        return False
+    return all(_HOST_LABEL.match(label) for label in text.split("."))
+
+
+def default_ptr(ip: str) -> str:
+    """The PTR Hetzner gives a server's main IPv4 until the customer sets one."""
+    return "static.{0}.clients.your-server.de".format(ip)
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> Answer:
@@ -82,9 +128,14 @@ class FaultRule:
     skip: int = 0
     delay: float = 0.0
     interval: int = 0          # for injected rate limits: the interval to announce (0: the limiter's)
+    drop: str = ""             # "before" or "after": close the connection without an answer
 
     def matches(self, method: str, path: str) -> bool:
-        return (not self.method or self.method == method) and path.startswith(self.path)
+        if self.method and self.method != method:
+            return False
+        if "*" in self.path:
+            return fnmatch.fnmatchcase(path, self.path)
+        return path.startswith(self.path)
 
 
 @dataclass
@@ -160,8 +211,9 @@ class RobotStandin:
         self.password = password
         self.state_file = state_file
         self.state = self._initial_state(state, state_file)
-        self.rdns_limit = RateLimiter(rate_limit, rate_interval)
-        self.order_limit = RateLimiter(0, 86400.0)
+        self.limits: Dict[str, RateLimiter] = {
+            name: RateLimiter(limit, interval) for name, (_m, _p, limit, interval) in LIMITED_ENDPOINTS.items()}
+        self.limits["rdns"] = RateLimiter(rate_limit, rate_interval)
         self.latency = latency
         self.dns_updater = dns_updater
         self.clock = clock
@@ -172,6 +224,31 @@ class RobotStandin:
         self.server: Optional[ThreadingHTTPServer] = None
         self.thread: Optional[threading.Thread] = None
         self._serial = 0
+
+    @property
+    def rdns_limit(self) -> RateLimiter:
+        return self.limits["rdns"]
+
+    @rdns_limit.setter
+    def rdns_limit(self, limiter: RateLimiter) -> None:
+        self.limits["rdns"] = limiter
+
+    @property
+    def order_limit(self) -> RateLimiter:
+        return self.limits["order_addon"]
+
+    @order_limit.setter
+    def order_limit(self, limiter: RateLimiter) -> None:
+        self.limits["order_addon"] = limiter
+
+    def requests(self, method: str, path: str, dry_run: Optional[bool] = None) -> List[Dict[str, Any]]:
+        """The logged requests of one method and path (every one, answered or not).
+
+        ``dry_run`` keeps only real orders (False) or only ``test=true`` ones (True)."""
+        found = [e for e in list(self.log) if e["method"] == method and e["path"] == path]
+        if dry_run is not None:
+            found = [e for e in found if (str(e["form"].get("test", "false")).lower() == "true") == dry_run]
+        return found
 
     # State ------------------------------------------------------------------------------
 
@@ -214,6 +291,9 @@ class RobotStandin:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode("utf-8") if length else ""
                 status, payload = standin.handle(self.command, self.path, dict(self.headers.items()), body)
+                if status == DROP:      # no answer at all: the client sees the connection close
+                    self.close_connection = True
+                    return
                 data = b"" if payload is None else json.dumps(payload).encode("utf-8")
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -264,6 +344,8 @@ class RobotStandin:
         entry["code"] = payload["error"]["code"] if isinstance(payload, dict) and "error" in payload else None
         with self.lock:
             self.log.append(entry)
+        if entry.get("dropped"):
+            return DROP, None
         return status, payload
 
     def _authorized(self, header: Optional[str]) -> Optional[str]:
@@ -285,28 +367,37 @@ class RobotStandin:
         if fault is not None:
             if fault.delay > 0:
                 time.sleep(fault.delay)
-            if fault.status == 403 and fault.code == "RATE_LIMIT_EXCEEDED":
-                return self._rate_limited(fault.interval)
-            if fault.status:
+            if fault.drop == "before":
+                entry["dropped"] = "before"
+                return 0, None
+            if fault.drop == "after":
+                entry["dropped"] = "after"
+            elif fault.status == 403 and fault.code == "RATE_LIMIT_EXCEEDED":
+                return self._rate_limited(self._bucket(method, path) or "rdns", fault.interval)
+            elif fault.status:
                 return error(fault.status, fault.code, "Injected fault")
-        if path == "/rdns" or path.startswith("/rdns/"):
+        bucket = self._bucket(method, path)
+        if bucket is not None:
             with self.lock:
-                if not self.rdns_limit.allow(self.clock()):
-                    return self._rate_limited()
-        if path == "/order/server_addon/transaction" and method == "POST":
-            with self.lock:
-                if not self.order_limit.allow(self.clock()):
-                    return error(403, "RATE_LIMIT_EXCEEDED", "Rate limit exceeded", max_request=self.order_limit.limit,
-                                 interval=int(self.order_limit.interval))
+                if not self.limits[bucket].allow(self.clock()):
+                    return self._rate_limited(bucket)
         with self.lock:
             try:
                 return self._route(method, path, query, entry["form"])
             except Exception as exc:  # a broken DNS update, a bad seed: answer like a server error
                 return error(500, "INTERNAL_ERROR", "Stand-in failure: {0}".format(exc))
 
-    def _rate_limited(self, interval: int = 0) -> Answer:
+    @staticmethod
+    def _bucket(method: str, path: str) -> Optional[str]:
+        for name, (methods, pattern, _limit, _interval) in LIMITED_ENDPOINTS.items():
+            if (not methods or methods == method) and re.match(pattern, path):
+                return name
+        return None
+
+    def _rate_limited(self, bucket: str = "rdns", interval: int = 0) -> Answer:
+        limiter = self.limits[bucket]
         return error(403, "RATE_LIMIT_EXCEEDED", "Rate limit exceeded",
-                     max_request=self.rdns_limit.limit, interval=interval or int(round(self.rdns_limit.interval)))
+                     max_request=limiter.limit, interval=interval or int(round(limiter.interval)))
 
     def _take_fault(self, method: str, path: str) -> Optional[FaultRule]:
         with self.lock:
@@ -331,8 +422,12 @@ class RobotStandin:
             return self._rdns_one(method, "/".join(segments[1:]), form)
         if segments[:1] == ["vswitch"] and method == "GET":
             return self._vswitches() if len(segments) == 1 else self._vswitch(segments[1])
+        if segments[:1] == ["server"]:
+            return self._servers(method, segments[1:], form)
         if segments[:2] == ["order", "server_addon"]:
             return self._order(method, segments[2:], form)
+        if segments[:2] in (["order", "server"], ["order", "server_market"]):
+            return self._server_order(segments[1] == "server_market", method, segments[2:], form)
         return error(404, "NOT_FOUND", "Not found")
 
     # Subnets ----------------------------------------------------------------------------
@@ -348,6 +443,34 @@ class RobotStandin:
             if subnet["ip"] == ip:
                 return 200, {"subnet": dict(subnet)}
         return error(404, "SUBNET_NOT_FOUND", "Subnet not found")
+
+    # Servers ----------------------------------------------------------------------------
+
+    def _servers(self, method: str, rest: List[str], form: Dict[str, Any]) -> Answer:
+        if not rest:
+            if method != "GET":
+                return error(405, "METHOD_NOT_ALLOWED", "Method not allowed")
+            items = [{"server": self._server_view(s)} for s in self.state["servers"]]
+            return (200, items) if items else error(404, "NOT_FOUND", "No servers found")
+        server = self._server(rest[0])
+        if server is None:
+            return error(404, "SERVER_NOT_FOUND", "Server not found")
+        if method == "POST":
+            name = form.get("server_name")
+            if name is None:
+                return error(400, "INVALID_INPUT", "Invalid input parameters", missing=["server_name"], invalid=[])
+            server["server_name"] = name
+            self.save()
+        elif method != "GET":
+            return error(405, "METHOD_NOT_ALLOWED", "Method not allowed")
+        return 200, {"server": self._server_view(server)}
+
+    @staticmethod
+    def _server_view(server: Dict[str, Any]) -> Dict[str, Any]:
+        view = {"server_ip": None, "server_number": None, "server_name": "", "product": "", "dc": "",
+                "status": "ready", "cancelled": False}
+        view.update(server)
+        return view
 
     # rDNS -------------------------------------------------------------------------------
 
@@ -366,9 +489,23 @@ class RobotStandin:
                 return subnet.get("server_ip") or ""
         return None
 
+    def _main_ips(self) -> List[str]:
+        return [s["server_ip"] for s in self.state["servers"]
+                if s.get("server_ip") and ipaddress.ip_address(s["server_ip"]).version == 4]
+
+    def _ptr_of(self, ip: str) -> Optional[str]:
+        """The stored PTR, or Hetzner's default name for a server's main IPv4."""
+        current = self.state["rdns"].get(ip)
+        if current is None and ip in self._main_ips():
+            return default_ptr(ip)
+        return current
+
     def _rdns_list(self, query: Dict[str, str]) -> Answer:
         wanted = query.get("server_ip")
-        items = [{"rdns": {"ip": ip, "ptr": ptr}} for ip, ptr in sorted(self.state["rdns"].items())
+        ptrs = dict(self.state["rdns"])
+        for ip in self._main_ips():
+            ptrs.setdefault(ip, default_ptr(ip))
+        items = [{"rdns": {"ip": ip, "ptr": ptr}} for ip, ptr in sorted(ptrs.items())
                  if wanted is None or self._owner_of(ip) == wanted]
         if not items:
             return error(404, "NOT_FOUND", "No reverse DNS entries found")
@@ -378,7 +515,7 @@ class RobotStandin:
         if self._owner_of(ip) is None:
             return error(404, "IP_NOT_FOUND", "The IP address {0} was not found".format(ip))
         key = ipaddress.ip_address(ip).compressed
-        current = self.state["rdns"].get(key)
+        current = self._ptr_of(key)
         if method == "GET":
             if current is None:
                 return error(404, "RDNS_NOT_FOUND", "The IP address {0} has no reverse DNS entry".format(ip))
@@ -393,6 +530,8 @@ class RobotStandin:
         ptr = form.get("ptr")
         if not ptr:
             return error(400, "INVALID_INPUT", "Invalid input parameters", missing=["ptr"], invalid=[])
+        if not valid_host_name(ptr):
+            return error(400, "INVALID_INPUT", "Invalid input parameters", missing=[], invalid=["ptr"])
         if method == "PUT" and current is not None:
             return error(409, "RDNS_ALREADY_EXISTS", "There is already a reverse DNS entry for {0}".format(ip))
         status = 201 if current is None else 200
@@ -423,19 +562,29 @@ class RobotStandin:
 
     # Orders -----------------------------------------------------------------------------
 
-    def _order(self, method: str, rest: List[str], form: Dict[str, Any]) -> Answer:
-        if rest == ["transaction"] and method == "GET":
-            self._advance_orders()
-            items = [{"transaction": dict(t)} for t in self.state["transactions"]]
+    @staticmethod
+    def _public(transaction: Dict[str, Any]) -> Dict[str, Any]:
+        return {k: v for k, v in transaction.items() if not k.startswith("_") and k != "placed_at"}
+
+    def _transactions(self, key: str, method: str, rest: List[str]) -> Optional[Answer]:
+        """GET of a transaction list or of one transaction; None for any other request."""
+        if method != "GET" or not rest or rest[0] != "transaction" or len(rest) > 2:
+            return None
+        self._advance_orders()
+        if len(rest) == 1:
+            items = [{"transaction": self._public(t)} for t in self.state[key]]
             return (200, items) if items else error(404, "NOT_FOUND", "No transactions found")
+        for item in self.state[key]:
+            if str(item["id"]) == rest[1]:
+                return 200, {"transaction": self._public(item)}
+        return error(404, "TRANSACTION_NOT_FOUND", "Transaction not found")
+
+    def _order(self, method: str, rest: List[str], form: Dict[str, Any]) -> Answer:
+        listed = self._transactions("transactions", method, rest)
+        if listed is not None:
+            return listed
         if rest == ["transaction"] and method == "POST":
             return self._place_order(form)
-        if len(rest) == 2 and rest[0] == "transaction" and method == "GET":
-            self._advance_orders()
-            for item in self.state["transactions"]:
-                if item["id"] == rest[1]:
-                    return 200, {"transaction": dict(item)}
-            return error(404, "TRANSACTION_NOT_FOUND", "Transaction not found")
         if len(rest) == 2 and rest[1] == "product" and method == "GET":
             if not self._server(rest[0]):
                 return error(404, "SERVER_NOT_FOUND", "Server not found")
@@ -449,52 +598,140 @@ class RobotStandin:
                 return server
         return None
 
+    def _new_transaction(self, prefix: str, form: Dict[str, Any]) -> Dict[str, Any]:
+        self._serial += 1
+        count = len(self.state["transactions"]) + len(self.state["server_transactions"]) + len(self.state["market_transactions"])
+        return {
+            "id": "{0}{1}-{2}".format(prefix, time.strftime("%Y%m%d"), 100000 + count + self._serial),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+            "status": "in process",
+            "_placed_at": self.clock(),
+            "_test": _is_true(form.get("test", "false")),
+        }
+
+    def _store(self, key: str, transaction: Dict[str, Any]) -> Answer:
+        if transaction.pop("_test"):
+            transaction["id"] = "TEST-" + transaction["id"]
+            return 201, {"transaction": self._public(transaction)}
+        self.state[key].append(transaction)
+        self.save()
+        return 201, {"transaction": self._public(transaction)}
+
     def _place_order(self, form: Dict[str, Any]) -> Answer:
         missing = [k for k in ("product_id", "server_number", "reason") if not form.get(k)]
-        if missing:
-            return error(400, "INVALID_INPUT", "Invalid input parameters", missing=missing, invalid=[])
+        invalid = [] if _is_bool(form.get("test", "false")) else ["test"]
+        if missing or invalid:
+            return error(400, "INVALID_INPUT", "Invalid input parameters", missing=missing, invalid=invalid)
         server = self._server(form["server_number"])
         if server is None:
             return error(404, "SERVER_NOT_FOUND", "Server not found")
         products = {p["id"]: p for p in self.state["products"].get(str(server["server_number"]), [])}
         if form["product_id"] not in products:
-            return error(404, "PRODUCT_NOT_FOUND", "Product not found")
-        self._serial += 1
-        transaction = {
-            "id": "B{0}-{1}".format(time.strftime("%Y%m%d"), 100000 + len(self.state["transactions"]) + self._serial),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-            "status": "in process",
-            "server_number": server["server_number"],
-            "server_ip": server["server_ip"],
-            "product": dict(products[form["product_id"]]),
-            "resources": [],
-            "reason": form["reason"],
-            "placed_at": self.clock(),
-        }
-        if str(form.get("test", "false")).lower() == "true":
-            transaction["id"] = "TEST-" + transaction["id"]
-            return 201, {"transaction": transaction}
-        self.state["transactions"].append(transaction)
-        self.save()
-        return 201, {"transaction": transaction}
+            return error(400, "INVALID_INPUT", "Invalid input parameters", missing=[], invalid=["product_id"])
+        transaction = self._new_transaction("B", form)
+        transaction.update({"server_number": server["server_number"], "server_ip": server["server_ip"],
+                            "product": dict(products[form["product_id"]]), "resources": [],
+                            "reason": form["reason"]})
+        return self._store("transactions", transaction)
+
+    def _server_order(self, market: bool, method: str, rest: List[str], form: Dict[str, Any]) -> Answer:
+        key = "market_transactions" if market else "server_transactions"
+        listed = self._transactions(key, method, rest)
+        if listed is not None:
+            return listed
+        products = {str(p["id"]): p for p in self.state["market_products" if market else "server_products"]}
+        if rest and rest[0] == "product" and method == "GET" and len(rest) <= 2:
+            if len(rest) == 2:
+                if rest[1] not in products:
+                    return error(404, "PRODUCT_NOT_FOUND", "Product not found")
+                return 200, {"product": dict(products[rest[1]])}
+            items = [{"product": dict(p)} for p in products.values()]
+            return (200, items) if items else error(404, "NOT_FOUND", "No products found")
+        if rest == ["transaction"] and method == "POST":
+            return self._place_server_order(key, products, market, form)
+        return error(404, "NOT_FOUND", "Not found")
+
+    def _place_server_order(self, key: str, products: Dict[str, Dict[str, Any]], market: bool,
+                            form: Dict[str, Any]) -> Answer:
+        missing = [] if form.get("product_id") else ["product_id"]
+        invalid = [] if _is_bool(form.get("test", "false")) else ["test"]
+        product = products.get(str(form.get("product_id")))
+        if form.get("product_id") and product is None:
+            invalid.append("product_id")
+        if not form.get("authorized_key[]") and not form.get("password"):
+            missing.append("authorized_key")
+        for field in ("location", "dist"):
+            if product is not None and form.get(field) and field in product and form[field] not in product[field]:
+                invalid.append(field)
+        if not market and product is not None and not form.get("location"):
+            missing.append("location")
+        if missing or invalid:
+            return error(400, "INVALID_INPUT", "Invalid input parameters", missing=missing, invalid=invalid)
+        assert product is not None
+        transaction = self._new_transaction("M" if market else "B", form)
+        transaction.update({
+            "server_number": None, "server_ip": None, "comment": form.get("comment") or None,
+            "authorized_key": [{"key": {"fingerprint": k}} for k in form.get("authorized_key[]") or []],
+            "host_key": [],
+            "product": dict(product, dist=form.get("dist"), location=form.get("location")),
+        })
+        return self._store(key, transaction)
+
+    def _due(self, item: Dict[str, Any]) -> bool:
+        placed = item.get("_placed_at", item.get("placed_at", self.clock()))
+        return item["status"] == "in process" and self.clock() - placed >= self.state["order_ready_after"]
 
     def _advance_orders(self) -> None:
-        now = self.clock()
+        changed = False
         for item in self.state["transactions"]:
-            if item["status"] != "in process" or now - item.get("placed_at", now) < self.state["order_ready_after"]:
+            if not self._due(item):
                 continue
             mask = _mask_of_product(item["product"]["id"])
-            for free in list(self.state["order_pool"]):
-                if mask is None or int(free["mask"]) == mask:
-                    self.state["order_pool"].remove(free)
-                    subnet = {"ip": free["ip"], "mask": int(free["mask"]), "gateway": free.get("gateway"),
-                              "server_ip": item["server_ip"], "server_number": item["server_number"],
-                              "failover": False, "locked": False}
-                    self.state["subnets"].append(subnet)
-                    item["resources"] = [{"type": "subnet", "id": free["ip"]}]
-                    break
+            net = self._allocate(mask if mask is not None else 29)
+            if net is not None:
+                subnet = {"ip": str(net.network_address), "mask": net.prefixlen, "gateway": str(net.network_address + 1),
+                          "server_ip": item["server_ip"], "server_number": item["server_number"],
+                          "failover": False, "locked": False}
+                self.state["subnets"].append(subnet)
+                item["resources"] = [{"type": "subnet", "id": subnet["ip"]}]
             item["status"] = "ready"
+            changed = True
+        for key in ("server_transactions", "market_transactions"):
+            for item in self.state[key]:
+                if not self._due(item):
+                    continue
+                net = self._allocate(32)
+                number = max([int(s["server_number"]) for s in self.state["servers"]] + [1000]) + 1
+                server = {"server_ip": str(net.network_address) if net is not None else None, "server_number": number,
+                          "server_name": "", "product": item["product"].get("name", ""),
+                          "dc": item["product"].get("location") or ""}
+                self.state["servers"].append(server)
+                item.update(status="ready", server_number=number, server_ip=server["server_ip"])
+                changed = True
+        if changed:
             self.save()
+
+    def _taken(self) -> List[Any]:
+        taken: List[Any] = [ipaddress.ip_network("{0}/{1}".format(s["ip"], mask_int(s["mask"])), strict=False)
+                            for s in self.state["subnets"]]
+        taken += [ipaddress.ip_network(s["server_ip"]) for s in self.state["servers"] if s.get("server_ip")]
+        return taken
+
+    def _allocate(self, prefixlen: int) -> Optional[Any]:
+        """The first free block of ``prefixlen`` in the stand-in's own free ranges (Robot's choice)."""
+        ranges = list(self.state.get("free_ranges") or [])
+        ranges += ["{0}/{1}".format(p["ip"], p["mask"]) for p in self.state.get("order_pool") or []]
+        taken = self._taken()
+        for text in ranges:
+            free = ipaddress.ip_network(text, strict=False)
+            if free.prefixlen > prefixlen:
+                continue
+            for candidate in free.subnets(new_prefix=prefixlen):
+                if prefixlen == 32 and candidate.network_address in (free.network_address, free.broadcast_address):
+                    continue
+                if not any(candidate.overlaps(other) for other in taken):
+                    return candidate
+        return None
 
     # Admin ------------------------------------------------------------------------------
 
@@ -519,12 +756,28 @@ class RobotStandin:
                     self.save()
                 return 200, self.state
             if path == "/_admin/rate-limit":
-                self.rdns_limit = RateLimiter(int(data.get("limit", 0)), float(data.get("interval", 3600)))
-                return 200, {"limit": self.rdns_limit.limit, "interval": self.rdns_limit.interval}
+                bucket = str(data.get("bucket", "rdns"))
+                if bucket not in self.limits:
+                    return error(400, "INVALID_INPUT", "Unknown bucket", missing=[], invalid=["bucket"])
+                self.limits[bucket] = RateLimiter(int(data.get("limit", 0)), float(data.get("interval", 3600)))
+                return 200, {"bucket": bucket, "limit": self.limits[bucket].limit,
+                             "interval": self.limits[bucket].interval}
             if path == "/_admin/latency":
                 self.latency = float(data.get("seconds", 0))
                 return 200, {"latency": self.latency}
         return error(404, "NOT_FOUND", "Unknown admin endpoint")
+
+
+def _is_bool(value: Any) -> bool:
+    return str(value).lower() in ("true", "false")
+
+
+def _is_true(value: Any) -> bool:
+    return str(value).lower() == "true"
+
+
+def mask_int(value: Any) -> int:
+    return int(str(value).lstrip("/"))
 
 
 def _mask_of_product(product_id: str) -> Optional[int]:
