@@ -135,7 +135,7 @@ def run_order(module: Any, client: RobotClient, ensure: Any, order: Any) -> None
     except OrderFailed as exc:
         module.fail_json(msg=exc.msg, changed=exc.changed, **exc.result)
     except RobotError as exc:
-        module.fail_json(msg=str(exc), error_code=exc.code, error=exc.details)
+        module.fail_json(msg=str(exc), changed=False, error_code=exc.code, error=exc.details)
     for warning in outcome.warnings:
         module.warn(warning)
     result = outcome.as_result()
@@ -182,6 +182,9 @@ def post_order(client: RobotClient, path: str, form: Dict[str, Any], what: str, 
                 "the next run reads the transaction list first and finds the order by its marker {2}".format(
                     what, exc.message, marker(name)),
                 changed=True, outcome="unknown")
+        if exc.code == "INVALID_INPUT":
+            exc.hint = "Robot refused the order's parameters and ordered nothing; check them against the product list"
+            exc.args = (exc.describe(),)
         raise
 
 
@@ -280,10 +283,11 @@ def _subnet_result(found: Dict[str, Any], order: SubnetOrder, outcome: OrderOutc
     found = {k: v for k, v in found.items() if k != "vswitch_servers"}
     outcome.extra["subnet"] = found
     outcome.extra["inventory_matches"] = order.subnet == found["cidr"]
-    if order.subnet and order.subnet != found["cidr"]:
-        outcome.warnings.append(
-            "Robot has {0} for pool {1}, the inventory says {2}: write {0} into platform_pools.{1}.subnet".format(
-                found["cidr"], order.pool, order.subnet))
+    if order.subnet != found["cidr"]:
+        hint = "Robot has {0} for pool {1}, the inventory says {2}: write {0} into platform_pools.{1}.subnet".format(
+            found["cidr"], order.pool, order.subnet or "nothing")
+        outcome.extra["inventory_hint"] = hint
+        outcome.warnings.append(hint)
     return outcome
 
 
@@ -303,6 +307,16 @@ def ensure_subnet(client: RobotClient, order: SubnetOrder, control: OrderControl
     found = find_pool_subnet(subnets, transactions, order)
     if found is not None:
         return _subnet_result(found, order, OrderOutcome("exists"))
+    delivered = [t for t in mine(transactions, order.pool) if t.get("status") == READY_STATUS]
+    if delivered:
+        # Delivered, yet not (or not yet) in the subnet list: read it by its address, never order again.
+        found = delivered_subnet(client, delivered[0])
+        if found is None:
+            raise OrderFailed(
+                "{0}: order {1} was delivered but its subnet is not in the account (cancelled or moved?). "
+                "Nothing was ordered; check the subnets in Robot, then set platform_pools.{2}.subnet".format(
+                    order.what, delivered[0].get("id"), order.pool), outcome="failed", transaction=delivered[0])
+        return _subnet_result(found, order, OrderOutcome("exists", transaction=delivered[0]))
     pending = pending_for(transactions, order)
     if pending:
         transaction = pending[0]
