@@ -18,8 +18,9 @@ Endpoints: ``GET /subnet[?server_ip=]``, ``GET /subnet/{ip}``,
 
 Like Robot, the stand-in chooses what an order delivers: subnets and the main IPs of
 new servers come from its own ``free_ranges`` (the first free aligned block of the
-ordered size), never from anything the client sent. A server's main IPv4 has the PTR
-``static.<ip>.clients.your-server.de`` until one is written (and again after a DELETE).
+ordered size), never from anything the client sent. With ``"default_ptrs": true`` in the
+state, a server's main IPv4 has the PTR ``static.<ip>.clients.your-server.de`` until one
+is written (and again after a DELETE), as at Hetzner.
 
 Test controls (no auth, JSON): ``GET|DELETE /_admin/log`` (the request log),
 ``POST /_admin/faults`` (append fault rules), ``DELETE /_admin/faults``,
@@ -80,6 +81,7 @@ DEFAULT_STATE: Dict[str, Any] = {
     "server_transactions": [],     # standard server orders
     "market_products": [],         # {"id" (int), "name", ...}: the server auction
     "market_transactions": [],     # server auction orders
+    "default_ptrs": False,         # true: main IPv4s answer static.<ip>.clients.your-server.de until a PTR is set
 }
 
 # Rate-limit buckets: name -> (methods ("" = any), path pattern, default limit, default interval).
@@ -490,6 +492,8 @@ class RobotStandin:
         return None
 
     def _main_ips(self) -> List[str]:
+        if not self.state.get("default_ptrs"):
+            return []
         return [s["server_ip"] for s in self.state["servers"]
                 if s.get("server_ip") and ipaddress.ip_address(s["server_ip"]).version == 4]
 

@@ -39,8 +39,11 @@ def seed() -> Dict[str, Any]:
                        "server": [{"server_ip": "203.0.113.21", "server_number": 101, "status": "ready"}],
                        "subnet": [{"ip": "192.0.2.0", "mask": 24, "gateway": "192.0.2.1"}]}],
         "products": {"101": [{"id": "subnet_ipv4_29", "name": "Additional subnet /29"}]},
-        "order_pool": [{"ip": "203.0.113.64", "mask": 29, "gateway": "203.0.113.65"}],
+        # Robot's own choice: what orders deliver comes from here, never from the request.
+        "free_ranges": ["203.0.113.64/26"],
         "order_ready_after": 1.0,
+        "server_products": [{"id": "AX42", "name": "AX42", "location": ["FSN1", "NBG1"],
+                             "dist": ["Debian 12 base"]}],
     }
 
 

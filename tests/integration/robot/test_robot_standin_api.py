@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any, Optional, Tuple
 
@@ -72,3 +74,56 @@ def test_rate_limit_window_and_admin_endpoints(standin) -> None:
     started = time.monotonic()
     call(base + "/subnet")
     assert time.monotonic() - started >= 0.3
+
+
+def test_orders_refuse_unknown_products_with_invalid_input(standin) -> None:
+    base = standin.url
+    status, body = call(base + "/order/server_addon/transaction", "POST",
+                        "product_id=subnet_ipv4_8&server_number=101&reason=x&test=true")
+    assert status == 400 and body["error"]["code"] == "INVALID_INPUT" and body["error"]["invalid"] == ["product_id"]
+    status, body = call(base + "/order/server/transaction", "POST",
+                        "product_id=AX0&location=FSN1&authorized_key%5B%5D=aa&test=true")
+    assert status == 400 and body["error"]["invalid"] == ["product_id"]
+    status, body = call(base + "/order/server/transaction", "POST",
+                        "product_id=AX42&location=XX9&authorized_key%5B%5D=aa&test=maybe")
+    assert status == 400 and sorted(body["error"]["invalid"]) == ["location", "test"]
+
+
+def test_ptr_names_robot_refuses_and_default_ptrs(standin) -> None:
+    base = standin.url
+    for bad in ("a_b.example", "-a.example", "a-.example", "a b.example", "b\u00fccher.example"):
+        status, body = call(base + "/rdns/192.0.2.9", "POST", "ptr=" + urllib.parse.quote(bad))
+        assert (status, body["error"]["code"], body["error"]["invalid"]) == (400, "INVALID_INPUT", ["ptr"]), bad
+    assert call(base + "/rdns/192.0.2.9", "POST", "ptr=ok-1.example.")[0] == 201
+    assert call(base + "/rdns")[1] == [{"rdns": {"ip": "192.0.2.9", "ptr": "ok-1.example."}}]
+    standin.state["default_ptrs"] = True       # Hetzner's names of the main IPs (off by default)
+    assert {e["rdns"]["ptr"] for e in call(base + "/rdns")[1]} == {"ok-1.example."} | {
+        "static.203.0.113.{0}.clients.your-server.de".format(n) for n in (21, 22, 31)}
+    main = "203.0.113.21"
+    assert call(base + "/rdns/" + main)[1] == {"rdns": {"ip": main, "ptr": "static.203.0.113.21.clients.your-server.de"}}
+    assert call(base + "/rdns/" + main, "POST", "ptr=us-mta1.kbmta.net")[0] == 200
+    assert call(base + "/rdns/" + main, "DELETE")[0] == 200
+    assert call(base + "/rdns/" + main)[1]["rdns"]["ptr"].startswith("static.")
+
+
+def test_connection_drops_and_per_endpoint_limits(standin) -> None:
+    base = standin.url
+    call(base + "/_admin/faults", "POST", auth=None, json_body=[
+        {"method": "POST", "path": "/rdns/*", "drop": "after"}, {"method": "GET", "path": "/subnet", "drop": "before"}])
+    for path, method, body in (("/rdns/192.0.2.9", "POST", "ptr=x.example"), ("/subnet", "GET", None)):
+        try:
+            call(base + path, method, body)
+            raise AssertionError("an answer came for " + path)
+        except (urllib.error.URLError, ConnectionError, http.client.HTTPException):
+            pass
+    assert standin.snapshot()["rdns"]["192.0.2.9"] == "x.example"        # applied, answer lost
+    assert [e.get("dropped") for e in standin.log[-2:]] == ["after", "before"]
+    assert call(base + "/_admin/rate-limit", "POST", auth=None,
+                json_body={"bucket": "order_server", "limit": 1, "interval": 60})[0] == 200
+    form = "product_id=AX42&location=FSN1&authorized_key%5B%5D=aa&test=true"
+    assert call(base + "/order/server/transaction", "POST", form)[0] == 201
+    status, body = call(base + "/order/server/transaction", "POST", form)
+    assert (status, body["error"]["code"], body["error"]["max_request"], body["error"]["interval"]) == (
+        403, "RATE_LIMIT_EXCEEDED", 1, 60)
+    assert call(base + "/order/server_addon/transaction", "POST",
+                "product_id=subnet_ipv4_29&server_number=101&reason=x&test=true")[0] == 201   # another bucket

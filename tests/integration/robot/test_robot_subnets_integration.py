@@ -28,11 +28,14 @@ def test_empty_account_is_not_an_error(standin, playbook) -> None:
     assert standin.log[0]["status"] == 404 and standin.log[0]["code"] == "NOT_FOUND"
 
 
-def test_order_defaults_to_a_dry_run(standin, playbook) -> None:
-    run = playbook("subnets.yml", {"order": True, "order_subnet": "203.0.113.64/29"})
+def test_order_defaults_to_a_dry_run_that_sends_no_order(standin, playbook) -> None:
+    run = playbook("subnets.yml", {"order": True, "order_subnet": "198.18.1.0/29"})
     assert run.rc == 0, run.stdout[-3000:]
     result = run.result("Order")
     assert result["outcome"] == "dry_run" and result["changed"] is False
+    assert [e for e in standin.log if e["method"] == "POST"] == []
+    validated = playbook("subnets.yml", {"order": True, "order_subnet": "198.18.1.0/29", "order_validate": True})
+    assert validated.rc == 0
     post = [e for e in standin.log if e["method"] == "POST"]
     assert len(post) == 1 and post[0]["form"]["test"] == "true"
     assert standin.snapshot()["transactions"] == []
@@ -46,16 +49,18 @@ def test_check_mode_sends_no_order(standin, playbook) -> None:
 
 
 def test_real_order_waits_for_delivery_and_is_idempotent(standin, playbook) -> None:
-    extra = {"order": True, "order_test": False, "order_confirm": True, "order_subnet": "203.0.113.64/29"}
+    # The inventory holds a placeholder; Robot (the stand-in) chooses the address.
+    extra = {"order": True, "order_test": False, "order_confirm": True, "order_subnet": "198.18.1.0/29"}
     first = playbook("subnets.yml", extra)
     assert first.rc == 0, first.stdout[-3000:]
     result = first.result("Order")
     assert result["changed"] is True and result["outcome"] == "ordered"
     assert result["transaction"]["status"] == "ready" and result["subnet"]["cidr"] == "203.0.113.64/29"
+    assert result["inventory_matches"] is False and "platform_pools.transactional.subnet" in result["inventory_hint"]
     second = playbook("subnets.yml", extra)
     assert second.rc == 0
     assert second.result("Order")["outcome"] == "exists" and second.result("Order")["changed"] is False
-    assert len([e for e in standin.log if e["method"] == "POST"]) == 1
+    assert len(standin.requests("POST", "/order/server_addon/transaction")) == 1
 
 
 def test_pending_order_is_not_repeated(standin, playbook) -> None:
@@ -105,7 +110,11 @@ def test_network_playbook_refuses_a_missing_pool_subnet(standin, playbook) -> No
 
 def test_network_playbook_orders_a_missing_subnet_only_when_asked(standin, playbook) -> None:
     standin.state["products"]["101"].append({"id": "subnet_ipv4_24", "name": "Additional subnet /24"})
-    standin.state["order_pool"].append({"ip": "203.0.113.0", "mask": 24, "gateway": "203.0.113.1"})
+    # The stand-in's free space: it delivers the inventory's 203.0.113.0/24 because that is the first free /24.
+    standin.state["servers"] = [dict(s, server_ip=s["server_ip"].replace("203.0.113.", "198.51.100.2"))
+                                for s in standin.state["servers"]]
+    standin.state["subnets"] = [s for s in standin.state["subnets"] if s["ip"] != "198.51.100.0"]
+    standin.state["free_ranges"] = ["203.0.113.0/24"]
     args = ["--vault-password-file", str(ROOT / "inventories" / "lab.vault-password.lab-only")]
     inventory = str(ROOT / "inventories" / "lab")
     network = str(ROOT / "playbooks" / "network.yml")
@@ -115,6 +124,7 @@ def test_network_playbook_orders_a_missing_subnet_only_when_asked(standin, playb
     orders = dry.result("Order the missing pool subnets (dry run unless robot_order_confirm)")["results"]
     assert [(o["item"], o["outcome"]) for o in orders] == [("marketing", "dry_run")]
     assert standin.snapshot()["transactions"] == []
+    assert standin.requests("POST", "/order/server_addon/transaction") == []
 
     real = playbook(network, {"robot_order_subnets": True, "robot_order_confirm": True, "robot_server_number": 101},
                     inventory=inventory, args=args)
@@ -122,7 +132,11 @@ def test_network_playbook_orders_a_missing_subnet_only_when_asked(standin, playb
     orders = real.result("Order the missing pool subnets (dry run unless robot_order_confirm)")["results"]
     assert [(o["item"], o["outcome"], o["subnet"]["cidr"]) for o in orders] == [("marketing", "ordered", "203.0.113.0/24")]
     posts = [e["form"] for e in standin.log if e["path"] == "/order/server_addon/transaction" and e["method"] == "POST"]
-    assert [(p["product_id"], p["server_number"], p["test"]) for p in posts] == [
-        ("subnet_ipv4_24", "101", "true"), ("subnet_ipv4_24", "101", "false")]
+    assert [(p["product_id"], p["server_number"], p["test"]) for p in posts] == [("subnet_ipv4_24", "101", "false")]
+    assert posts[0]["reason"].endswith("[kibamail:marketing]")
+    again = playbook(network, {"robot_order_subnets": True, "robot_order_confirm": True, "robot_server_number": 101},
+                     inventory=inventory, args=args)
+    assert again.rc == 0, again.stdout[-3000:]
+    assert len(standin.requests("POST", "/order/server_addon/transaction")) == 1
     ptrs = standin.snapshot()["rdns"]
     assert ptrs["203.0.113.10"].startswith("203-0-113-10.eu-mta") and ptrs["192.0.2.10"].startswith("192-0-2-10.us-mta")
