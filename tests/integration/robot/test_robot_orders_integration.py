@@ -96,3 +96,24 @@ def test_bad_server_input_fails_well(standin, playbook) -> None:
     msg = refused.result("Server")["msg"]
     assert "400 INVALID_INPUT" in msg and "missing parameters: authorized_key" in msg and "Traceback" not in msg
     assert standin.requests("POST", SERVER, dry_run=False) == []
+
+
+def test_servers_playbook_orders_each_host_once(standin, playbook, tmp_path) -> None:
+    from robot_support import ROOT
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  children:\n    mta:\n      vars:\n        robot_server_product: AX42\n"
+        "        robot_server_location: FSN1\n      hosts:\n        us-mta1: {}\n        new-mta3: {}\n")
+    servers = str(ROOT / "playbooks" / "servers.yml")
+    extra = {"robot_server_keys": ["aa:bb"], "robot_server_wait_timeout": 30}
+    dry = playbook(servers, extra, inventory=str(inventory))
+    assert dry.rc == 0, dry.stdout[-3000:]
+    outcomes = {r["item"]: r["outcome"] for r in dry.result("Order each host's server (dry run unless robot_order_confirm)")["results"]}
+    assert outcomes == {"us-mta1": "exists", "new-mta3": "dry_run"}
+    assert standin.requests("POST", SERVER) == []
+    real = dict(extra, robot_order_confirm=True)
+    for _run in range(2):
+        run = playbook(servers, real, inventory=str(inventory))
+        assert run.rc == 0, run.stdout[-3000:]
+    assert len(standin.requests("POST", SERVER, dry_run=False)) == 1
+    assert [s["server_name"] for s in standin.snapshot()["servers"]].count("new-mta3") == 1
