@@ -133,7 +133,7 @@ subnet:
   returned: when known
   type: dict
 inventory_matches:
-  description: Whether RV(subnet) is the O(subnet) the inventory holds. When false, write RV(subnet.cidr) into the inventory.
+  description: Whether RV(subnet) is the O(subnet) the inventory holds. When false, write the C(cidr) of RV(subnet) into the inventory.
   returned: when RV(subnet) is returned
   type: bool
 """
