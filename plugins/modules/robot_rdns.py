@@ -150,13 +150,13 @@ from ansible_collections.kibamail.email_platform.plugins.module_utils.robot impo
 from ansible_collections.kibamail.email_platform.plugins.module_utils.robot_rdns import (
     PtrChange,
     RdnsInputError,
-    apply_change,
-    desired_from_map,
-    desired_from_template,
+    RdnsSession,
+    WantedPtrs,
     diff_text,
-    parse_scope,
+    failure_message,
     plan_changes,
-    read_current,
+    reachability_error,
+    wanted_from_params,
 )
 
 
@@ -170,6 +170,7 @@ def argument_spec() -> Dict[str, Any]:
         server_ips=dict(type="list", elements="str", default=[]),
         purge=dict(type="bool", default=False),
         purge_scope=dict(type="list", elements="str"),
+        max_writes=dict(type="int", default=0),
         progress_file=dict(type="path"),
     )
     spec.update(ROBOT_ARGUMENT_SPEC)
@@ -190,11 +191,12 @@ class Progress:
                 handle.write("{0} {1}\n".format(time.strftime("%Y-%m-%dT%H:%M:%S"), text))
 
 
-def summary(desired: Dict[str, str], changes: List[PtrChange], client: Any) -> Dict[str, Any]:
-    counts = {action: sum(1 for c in changes if c.action == action) for action in ("create", "update", "delete")}
-    changed_wanted = sum(1 for c in changes if c.action != "delete")
-    return dict(wanted=len(desired), unchanged=len(desired) - changed_wanted, api_calls=client.calls,
-                rate_limit_waited=round(client.rate_limit_waited, 1), **counts)
+def summary(wanted: WantedPtrs, planned: List[PtrChange], done: List[PtrChange], remaining: List[PtrChange],
+            session: RdnsSession) -> Dict[str, Any]:
+    counts = {action: sum(1 for c in done if c.action == action) for action in ("create", "update", "delete")}
+    planned_wanted = sum(1 for c in planned if c.action != "delete")
+    return dict(wanted=len(wanted.desired), unchanged=len(wanted.desired) - planned_wanted, remaining=len(remaining),
+                api_calls=session.client.calls, rate_limit_waited=round(session.waited, 1), **counts)
 
 
 def main() -> None:
@@ -207,51 +209,50 @@ def main() -> None:
     )
     params = module.params
     try:
-        if params["ptr_map"] is not None:
-            desired = desired_from_map(params["ptr_map"])
-            scope_list = params["purge_scope"] or []
-            if params["purge"] and not scope_list:
-                module.fail_json(msg="purge=true with ptr_map needs purge_scope: the subnets whose PTRs this task manages")
-        else:
-            desired = desired_from_template(params["subnet"], params["ptr_template"],
-                                            params["skip_network_and_broadcast"], params["exclude"])
-            scope_list = params["purge_scope"] or [params["subnet"]]
-        scope = parse_scope(scope_list) if params["purge"] else None
+        wanted = wanted_from_params(params)
     except RdnsInputError as exc:
         module.fail_json(msg=str(exc))
 
     progress = Progress(module, params["progress_file"])
-    client = client_from_params(params, progress=progress)
+    # The session waits out rate limits itself (no longer than the window needs): the client fails at once.
+    client = client_from_params(dict(params, rate_limit_timeout=0), progress=progress)
+    session = RdnsSession(client, params["rate_limit_timeout"], progress=progress)
     try:
-        current = read_current(client, params["server_ips"])
+        current = session.read_current(params["server_ips"])
+        planned = plan_changes(wanted.desired, current, wanted.purge_scope, keep=wanted.keep)
+        problem = None
+        if any(c.action == "create" for c in planned):
+            problem = reachability_error(planned, session.read_account(), params["server_ips"])
     except RobotError as exc:
-        module.fail_json(msg="Reading the current PTRs failed: {0}".format(exc), error_code=exc.code)
+        module.fail_json(msg="Reading the current PTRs and the account's addresses failed: {0}".format(exc),
+                         error_code=exc.code)
+    if problem:
+        module.fail_json(msg=problem, changes=[], remaining=[c.as_dict() for c in planned])
 
-    changes = plan_changes(desired, current, scope)
-    result: Dict[str, Any] = dict(changed=bool(changes), changes=[c.as_dict() for c in changes])
+    batch = planned if module.check_mode or params["max_writes"] <= 0 else planned[:params["max_writes"]]
+    later = planned[len(batch):]
+    result: Dict[str, Any] = dict(changed=bool(batch), changes=[c.as_dict() for c in batch])
     if module._diff:
-        result["diff"] = diff_text(changes, current, desired)
-    if module.check_mode or not changes:
-        result["summary"] = summary(desired, changes, client)
-        module.exit_json(**result)
+        result["diff"] = diff_text(batch, current, wanted.desired)
+    if module.check_mode or not batch:
+        module.exit_json(remaining=[], summary=summary(wanted, planned, batch, [], session), **result)
 
-    progress("{0} PTR writes to make".format(len(changes)))
+    progress("{0} PTR writes to make{1}".format(len(batch), ", {0} left for later runs".format(len(later)) if later else ""))
     done: List[PtrChange] = []
-    for number, change in enumerate(changes, start=1):
+    for number, change in enumerate(batch, start=1):
         try:
-            method = apply_change(client, change)
+            how = session.write(change)
         except RobotError as exc:
-            remaining = changes[len(done):]
+            remaining = planned[len(done):]
             module.fail_json(
-                msg="Wrote {0} of {1} PTRs, then: {2}. Run the task again to resume; written entries are not repeated.".format(
-                    len(done), len(changes), exc),
-                changed=bool(done), changes=[c.as_dict() for c in done], remaining=[c.as_dict() for c in remaining],
-                summary=summary(desired, done, client), error_code=exc.code)
+                msg=failure_message(len(done), len(batch), change, exc), changed=bool(done),
+                changes=[c.as_dict() for c in done], remaining=[c.as_dict() for c in remaining],
+                summary=summary(wanted, planned, done, remaining, session), error_code=exc.code,
+                rate_limit_waits=session.waits)
         done.append(change)
-        progress("{0}/{1} {2} {3} {4} -> {5}".format(number, len(changes), method, change.ip, change.before, change.after))
-    result["summary"] = summary(desired, done, client)
-    result["rate_limit_waits"] = client.waits
-    module.exit_json(**result)
+        progress("{0}/{1} {2} {3} {4} -> {5}".format(number, len(batch), how, change.ip, change.before, change.after))
+    module.exit_json(remaining=[c.as_dict() for c in later], summary=summary(wanted, planned, done, later, session),
+                     rate_limit_waits=session.waits, **result)
 
 
 if __name__ == "__main__":
