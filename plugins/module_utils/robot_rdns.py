@@ -300,8 +300,8 @@ def reachability_error(changes: Sequence[PtrChange], blocks: Sequence[AccountBlo
         problems.append(
             "server_ips ({0}) does not cover {1} address(es) to name: {2}. GET /rdns?server_ip= cannot see their "
             "PTRs, so every run would rewrite them. Add their routing servers to server_ips, or leave server_ips "
-            "empty to read the whole account with one GET /rdns".format(", ".join(server_ips), len(unseen),
-                                                                       _some(unseen)))
+            "empty to read the whole account with one GET /rdns".format(
+                ", ".join(server_ips), len(unseen), _some(unseen)))
     return " ".join(p + "." for p in problems) + " Nothing was written." if problems else None
 
 

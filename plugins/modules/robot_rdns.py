@@ -14,13 +14,23 @@ author:
 description:
   - Sets the PTR of many addresses in one task, from an IP to PTR map (such as the plan's C(ptr_map))
     or from a subnet and a naming template.
+  - Before anything is written, every wanted name must be a host name Robot accepts (RFC 1123, ASCII),
+    and every address whose PTR is to be created must belong to the account (one C(GET /ip) and one
+    C(GET /subnet), only when something is to be created). A wrong name or address fails the task,
+    naming each value, and nothing is written.
   - Reads all current PTRs with one C(GET /rdns) call (or one per server IP in O(server_ips)),
     then writes only the differences. An absent PTR is created with C(PUT), an existing one is
-    updated with C(POST), so no write fails with a conflict.
-  - Robot allows about 500 rDNS calls an hour. HTTP 403 C(RATE_LIMIT_EXCEEDED) answers are waited
-    out with the C(interval) the API returns, bounded by O(rate_limit_timeout). When the budget is
-    spent the module fails, reports what it wrote, and a new run resumes with the next missing entry
-    (it reads first, so nothing is written twice).
+    updated with C(POST).
+  - A write is never sent blind a second time. After a conflict (409), a lost answer (timeout, dropped
+    connection) or a server error, the PTR is read back with C(GET /rdns/{ip}) first; if it already has
+    the wanted value, the write counts as done.
+  - Robot allows about 500 rDNS calls an hour. On HTTP 403 C(RATE_LIMIT_EXCEEDED) the module waits until
+    the oldest of its own requests leaves the window the API names (C(interval)), or the whole interval
+    when none of its requests is in it, then paces its requests to C(max_request) per window. The waits
+    are bounded by O(rate_limit_timeout); a wait that would overrun it fails at once, and a new run
+    resumes with the next missing entry (it reads first, so nothing is written twice).
+  - With O(max_writes), one task writes at most that many changes and returns the rest in RV(remaining),
+    so a playbook can loop over batches, each its own task result (see C(playbooks/network.yml)).
 extends_documentation_fragment:
   - kibamail.email_platform.robot
   - kibamail.email_platform.robot.actiongroup_robot
@@ -54,7 +64,8 @@ options:
     default: true
   exclude:
     description:
-      - Addresses of O(subnet) that get no PTR from this task.
+      - Addresses this task leaves alone, with O(subnet) or O(ptr_map) - they get no PTR from it,
+        and O(purge) never deletes theirs.
     type: list
     elements: str
     default: []
@@ -62,6 +73,8 @@ options:
     description:
       - Read current PTRs with one C(GET /rdns?server_ip=) call per server IP given here.
       - Empty (the default) reads every PTR of the account with a single C(GET /rdns).
+      - Every address to name must be routed to one of these servers, otherwise its PTR cannot be seen
+        and the task fails before writing (subnets on a vSwitch need the default, an empty list).
     type: list
     elements: str
     default: []
@@ -77,13 +90,21 @@ options:
       - Defaults to O(subnet) when that is given; required with O(purge=true) and O(ptr_map).
     type: list
     elements: str
+  max_writes:
+    description:
+      - Write at most this many changes (in address order), return the others in RV(remaining), and succeed.
+      - V(0) (the default) writes them all. Ignored in check mode, which reports every pending change.
+    type: int
+    default: 0
   progress_file:
     description:
       - A file on the managed host to which one line per write and per rate-limit wait is appended,
         so a long run can be followed with C(tail -f). Progress also goes to the system log.
     type: path
 notes:
-  - The writes happen in address order; after a failure or an interruption, run the same task again.
+  - The writes happen in address order; after a rate limit, a lost connection or an interruption,
+    run the same task again. Errors that do not go away (a name Robot refuses, an address outside the
+    account, wrong credentials) say so and what to change instead.
 seealso:
   - module: kibamail.email_platform.robot_subnet_info
   - module: community.hrobot.reverse_dns
@@ -96,6 +117,15 @@ EXAMPLES = r"""
     robot_password: "{{ robot_password }}"
     ptr_map: "{{ platform_plan.ptr_map }}"
     rate_limit_timeout: 7200
+
+- name: Set the PTRs in batches of 50, each batch its own task result
+  kibamail.email_platform.robot_rdns:
+    ptr_map: "{{ platform_plan.ptr_map }}"
+    max_writes: 50
+  register: batch
+  until: batch.remaining | length == 0
+  retries: 20
+  delay: 0
 
 - name: Name a whole /24 from a template and remove stray PTRs in it
   kibamail.email_platform.robot_rdns:
@@ -122,17 +152,20 @@ summary:
     update: {description: PTRs updated (or to update)., type: int, returned: always}
     delete: {description: PTRs deleted (or to delete)., type: int, returned: always}
     unchanged: {description: Wanted PTRs already right., type: int, returned: always}
+    remaining: {description: Number of changes in RV(remaining)., type: int, returned: always}
     api_calls: {description: "HTTP requests sent, retries included.", type: int, returned: always}
     rate_limit_waited: {description: Seconds spent waiting on rate limits., type: float, returned: always}
 rate_limit_waits:
   description: One entry per wait on a rate limit, with the request and the seconds waited.
-  returned: success
+  returned: when something was to be written
   type: list
   elements: dict
   sample: [{request: PUT /rdns/192.0.2.77, seconds: 60}]
 remaining:
-  description: Changes not written because the run failed (rate limit budget spent, API error).
-  returned: failure
+  description:
+    - Changes not written - left for the next batch (O(max_writes)) or, on failure, not reached.
+    - Empty in check mode, where RV(changes) lists every pending change.
+  returned: always
   type: list
   elements: dict
 """
