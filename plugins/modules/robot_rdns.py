@@ -14,13 +14,23 @@ author:
 description:
   - Sets the PTR of many addresses in one task, from an IP to PTR map (such as the plan's C(ptr_map))
     or from a subnet and a naming template.
+  - Before anything is written, every wanted name must be a host name Robot accepts (RFC 1123, ASCII),
+    and every address whose PTR is to be created must belong to the account (one C(GET /ip) and one
+    C(GET /subnet), only when something is to be created). A wrong name or address fails the task,
+    naming each value, and nothing is written.
   - Reads all current PTRs with one C(GET /rdns) call (or one per server IP in O(server_ips)),
     then writes only the differences. An absent PTR is created with C(PUT), an existing one is
-    updated with C(POST), so no write fails with a conflict.
-  - Robot allows about 500 rDNS calls an hour. HTTP 403 C(RATE_LIMIT_EXCEEDED) answers are waited
-    out with the C(interval) the API returns, bounded by O(rate_limit_timeout). When the budget is
-    spent the module fails, reports what it wrote, and a new run resumes with the next missing entry
-    (it reads first, so nothing is written twice).
+    updated with C(POST).
+  - A write is never sent blind a second time. After a conflict (409), a lost answer (timeout, dropped
+    connection) or a server error, the PTR is read back with C(GET /rdns/{ip}) first; if it already has
+    the wanted value, the write counts as done.
+  - Robot allows about 500 rDNS calls an hour. On HTTP 403 C(RATE_LIMIT_EXCEEDED) the module waits until
+    the oldest of its own requests leaves the window the API names (C(interval)), or the whole interval
+    when none of its requests is in it, then paces its requests to C(max_request) per window. The waits
+    are bounded by O(rate_limit_timeout); a wait that would overrun it fails at once, and a new run
+    resumes with the next missing entry (it reads first, so nothing is written twice).
+  - With O(max_writes), one task writes at most that many changes and returns the rest in RV(remaining),
+    so a playbook can loop over batches, each its own task result (see C(playbooks/network.yml)).
 extends_documentation_fragment:
   - kibamail.email_platform.robot
   - kibamail.email_platform.robot.actiongroup_robot
@@ -54,7 +64,8 @@ options:
     default: true
   exclude:
     description:
-      - Addresses of O(subnet) that get no PTR from this task.
+      - Addresses this task leaves alone, with O(subnet) or O(ptr_map) - they get no PTR from it,
+        and O(purge) never deletes theirs.
     type: list
     elements: str
     default: []
@@ -62,6 +73,8 @@ options:
     description:
       - Read current PTRs with one C(GET /rdns?server_ip=) call per server IP given here.
       - Empty (the default) reads every PTR of the account with a single C(GET /rdns).
+      - Every address to name must be routed to one of these servers, otherwise its PTR cannot be seen
+        and the task fails before writing (subnets on a vSwitch need the default, an empty list).
     type: list
     elements: str
     default: []
@@ -77,13 +90,21 @@ options:
       - Defaults to O(subnet) when that is given; required with O(purge=true) and O(ptr_map).
     type: list
     elements: str
+  max_writes:
+    description:
+      - Write at most this many changes (in address order), return the others in RV(remaining), and succeed.
+      - V(0) (the default) writes them all. Ignored in check mode, which reports every pending change.
+    type: int
+    default: 0
   progress_file:
     description:
       - A file on the managed host to which one line per write and per rate-limit wait is appended,
         so a long run can be followed with C(tail -f). Progress also goes to the system log.
     type: path
 notes:
-  - The writes happen in address order; after a failure or an interruption, run the same task again.
+  - The writes happen in address order; after a rate limit, a lost connection or an interruption,
+    run the same task again. Errors that do not go away (a name Robot refuses, an address outside the
+    account, wrong credentials) say so and what to change instead.
 seealso:
   - module: kibamail.email_platform.robot_subnet_info
   - module: community.hrobot.reverse_dns
@@ -96,6 +117,15 @@ EXAMPLES = r"""
     robot_password: "{{ robot_password }}"
     ptr_map: "{{ platform_plan.ptr_map }}"
     rate_limit_timeout: 7200
+
+- name: Set the PTRs in batches of 50, each batch its own task result
+  kibamail.email_platform.robot_rdns:
+    ptr_map: "{{ platform_plan.ptr_map }}"
+    max_writes: 50
+  register: batch
+  until: batch.remaining | length == 0
+  retries: 20
+  delay: 0
 
 - name: Name a whole /24 from a template and remove stray PTRs in it
   kibamail.email_platform.robot_rdns:
@@ -122,17 +152,20 @@ summary:
     update: {description: PTRs updated (or to update)., type: int, returned: always}
     delete: {description: PTRs deleted (or to delete)., type: int, returned: always}
     unchanged: {description: Wanted PTRs already right., type: int, returned: always}
+    remaining: {description: Number of changes in RV(remaining)., type: int, returned: always}
     api_calls: {description: "HTTP requests sent, retries included.", type: int, returned: always}
     rate_limit_waited: {description: Seconds spent waiting on rate limits., type: float, returned: always}
 rate_limit_waits:
   description: One entry per wait on a rate limit, with the request and the seconds waited.
-  returned: success
+  returned: when something was to be written
   type: list
   elements: dict
   sample: [{request: PUT /rdns/192.0.2.77, seconds: 60}]
 remaining:
-  description: Changes not written because the run failed (rate limit budget spent, API error).
-  returned: failure
+  description:
+    - Changes not written - left for the next batch (O(max_writes)) or, on failure, not reached.
+    - Empty in check mode, where RV(changes) lists every pending change.
+  returned: always
   type: list
   elements: dict
 """
@@ -150,13 +183,13 @@ from ansible_collections.kibamail.email_platform.plugins.module_utils.robot impo
 from ansible_collections.kibamail.email_platform.plugins.module_utils.robot_rdns import (
     PtrChange,
     RdnsInputError,
-    apply_change,
-    desired_from_map,
-    desired_from_template,
+    RdnsSession,
+    WantedPtrs,
     diff_text,
-    parse_scope,
+    failure_message,
     plan_changes,
-    read_current,
+    reachability_error,
+    wanted_from_params,
 )
 
 
@@ -170,6 +203,7 @@ def argument_spec() -> Dict[str, Any]:
         server_ips=dict(type="list", elements="str", default=[]),
         purge=dict(type="bool", default=False),
         purge_scope=dict(type="list", elements="str"),
+        max_writes=dict(type="int", default=0),
         progress_file=dict(type="path"),
     )
     spec.update(ROBOT_ARGUMENT_SPEC)
@@ -190,11 +224,12 @@ class Progress:
                 handle.write("{0} {1}\n".format(time.strftime("%Y-%m-%dT%H:%M:%S"), text))
 
 
-def summary(desired: Dict[str, str], changes: List[PtrChange], client: Any) -> Dict[str, Any]:
-    counts = {action: sum(1 for c in changes if c.action == action) for action in ("create", "update", "delete")}
-    changed_wanted = sum(1 for c in changes if c.action != "delete")
-    return dict(wanted=len(desired), unchanged=len(desired) - changed_wanted, api_calls=client.calls,
-                rate_limit_waited=round(client.rate_limit_waited, 1), **counts)
+def summary(wanted: WantedPtrs, planned: List[PtrChange], done: List[PtrChange], remaining: List[PtrChange],
+            session: RdnsSession) -> Dict[str, Any]:
+    counts = {action: sum(1 for c in done if c.action == action) for action in ("create", "update", "delete")}
+    planned_wanted = sum(1 for c in planned if c.action != "delete")
+    return dict(wanted=len(wanted.desired), unchanged=len(wanted.desired) - planned_wanted, remaining=len(remaining),
+                api_calls=session.client.calls, rate_limit_waited=round(session.waited, 1), **counts)
 
 
 def main() -> None:
@@ -207,51 +242,50 @@ def main() -> None:
     )
     params = module.params
     try:
-        if params["ptr_map"] is not None:
-            desired = desired_from_map(params["ptr_map"])
-            scope_list = params["purge_scope"] or []
-            if params["purge"] and not scope_list:
-                module.fail_json(msg="purge=true with ptr_map needs purge_scope: the subnets whose PTRs this task manages")
-        else:
-            desired = desired_from_template(params["subnet"], params["ptr_template"],
-                                            params["skip_network_and_broadcast"], params["exclude"])
-            scope_list = params["purge_scope"] or [params["subnet"]]
-        scope = parse_scope(scope_list) if params["purge"] else None
+        wanted = wanted_from_params(params)
     except RdnsInputError as exc:
         module.fail_json(msg=str(exc))
 
     progress = Progress(module, params["progress_file"])
-    client = client_from_params(params, progress=progress)
+    # The session waits out rate limits itself (no longer than the window needs): the client fails at once.
+    client = client_from_params(dict(params, rate_limit_timeout=0), progress=progress)
+    session = RdnsSession(client, params["rate_limit_timeout"], progress=progress)
     try:
-        current = read_current(client, params["server_ips"])
+        current = session.read_current(params["server_ips"])
+        planned = plan_changes(wanted.desired, current, wanted.purge_scope, keep=wanted.keep)
+        problem = None
+        if any(c.action == "create" for c in planned):
+            problem = reachability_error(planned, session.read_account(), params["server_ips"])
     except RobotError as exc:
-        module.fail_json(msg="Reading the current PTRs failed: {0}".format(exc), error_code=exc.code)
+        module.fail_json(msg="Reading the current PTRs and the account's addresses failed: {0}".format(exc),
+                         error_code=exc.code)
+    if problem:
+        module.fail_json(msg=problem, changes=[], remaining=[c.as_dict() for c in planned])
 
-    changes = plan_changes(desired, current, scope)
-    result: Dict[str, Any] = dict(changed=bool(changes), changes=[c.as_dict() for c in changes])
+    batch = planned if module.check_mode or params["max_writes"] <= 0 else planned[:params["max_writes"]]
+    later = planned[len(batch):]
+    result: Dict[str, Any] = dict(changed=bool(batch), changes=[c.as_dict() for c in batch])
     if module._diff:
-        result["diff"] = diff_text(changes, current, desired)
-    if module.check_mode or not changes:
-        result["summary"] = summary(desired, changes, client)
-        module.exit_json(**result)
+        result["diff"] = diff_text(batch, current, wanted.desired)
+    if module.check_mode or not batch:
+        module.exit_json(remaining=[], summary=summary(wanted, planned, batch, [], session), **result)
 
-    progress("{0} PTR writes to make".format(len(changes)))
+    progress("{0} PTR writes to make{1}".format(len(batch), ", {0} left for later runs".format(len(later)) if later else ""))
     done: List[PtrChange] = []
-    for number, change in enumerate(changes, start=1):
+    for number, change in enumerate(batch, start=1):
         try:
-            method = apply_change(client, change)
+            how = session.write(change)
         except RobotError as exc:
-            remaining = changes[len(done):]
+            remaining = planned[len(done):]
             module.fail_json(
-                msg="Wrote {0} of {1} PTRs, then: {2}. Run the task again to resume; written entries are not repeated.".format(
-                    len(done), len(changes), exc),
-                changed=bool(done), changes=[c.as_dict() for c in done], remaining=[c.as_dict() for c in remaining],
-                summary=summary(desired, done, client), error_code=exc.code)
+                msg=failure_message(len(done), len(batch), change, exc), changed=bool(done),
+                changes=[c.as_dict() for c in done], remaining=[c.as_dict() for c in remaining],
+                summary=summary(wanted, planned, done, remaining, session), error_code=exc.code,
+                rate_limit_waits=session.waits)
         done.append(change)
-        progress("{0}/{1} {2} {3} {4} -> {5}".format(number, len(changes), method, change.ip, change.before, change.after))
-    result["summary"] = summary(desired, done, client)
-    result["rate_limit_waits"] = client.waits
-    module.exit_json(**result)
+        progress("{0}/{1} {2} {3} {4} -> {5}".format(number, len(batch), how, change.ip, change.before, change.after))
+    module.exit_json(remaining=[c.as_dict() for c in later], summary=summary(wanted, planned, done, later, session),
+                     rate_limit_waits=session.waits, **result)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,10 @@ def test_first_convergence_of_two_24s(standin, playbook) -> None:
     assert result["changed"] is True and result["summary"]["create"] == 508
     assert standin.snapshot()["rdns"] == wanted
     log = api_log(standin)
-    assert [(e["method"], e["path"]) for e in log if e["method"] == "GET"] == [("GET", "/rdns")]
-    assert len(log) == 509
+    # One read of the PTRs, one of the account's addresses (only because there is something to create).
+    reads = [(e["method"], e["path"]) for e in log if e["method"] == "GET"]
+    assert reads == [("GET", "/rdns"), ("GET", "/ip"), ("GET", "/subnet")]
+    assert len(log) == 511
     puts = writes(log)
     assert all(e["method"] == "PUT" and e["status"] == 201 for e in puts)
     assert sorted(e["path"][len("/rdns/"):] for e in puts) == sorted(wanted)
@@ -117,7 +119,7 @@ def test_check_mode_reports_and_writes_nothing(standin, playbook) -> None:
     result = run.result("Reconcile")
     assert result["changed"] is True and len(result["changes"]) == 508
     assert result["diff"]["after"].count("\n") == 508
-    assert [e["method"] for e in api_log(standin)] == ["GET"]
+    assert [(e["method"], e["path"]) for e in api_log(standin)] == [("GET", "/rdns"), ("GET", "/ip"), ("GET", "/subnet")]
     assert standin.snapshot()["rdns"] == {}
 
 
@@ -154,3 +156,77 @@ def test_template_names_a_whole_subnet(standin, playbook) -> None:
     assert run.rc == 0
     ptrs = standin.snapshot()["rdns"]
     assert len(ptrs) == 254 and ptrs["198.51.100.9"] == "mkg-9.kbmta.net"
+
+
+def test_answer_lost_after_processing_is_read_back_not_written_twice(standin, playbook) -> None:
+    from robot_api import FaultRule
+
+    # Robot does the PUT, but its answer comes after the client has given up (request_timeout 1 s).
+    standin.faults.append(FaultRule(method="PUT", path="/rdns/192.0.2.7", status=0, delay=2.5, count=1))
+    wanted = {"192.0.2.{0}".format(n): "us-mta1.kbmta.net" for n in range(6, 9)}
+    run = playbook("rdns.yml", {"ptr_map": wanted, "request_timeout": 1})
+    assert run.rc == 0, run.stdout[-3000:]
+    assert standin.snapshot()["rdns"] == wanted
+    seven = [(e["method"], e["status"]) for e in api_log(standin) if e["path"] == "/rdns/192.0.2.7"]
+    assert seven == [("PUT", 201), ("GET", 200)]          # no second PUT, no 409, no POST
+    assert run.result("Reconcile")["summary"]["create"] == 3
+
+
+def test_server_ips_blind_to_a_vswitch_subnet_is_refused_then_fixed_and_rerun_unchanged(standin, playbook) -> None:
+    wanted = two_pools_ptr_map()
+    # 192.0.2.0/24 is on a vSwitch: GET /rdns?server_ip= of any server never shows its PTRs.
+    blind = playbook("rdns.yml", {"ptr_map": wanted, "server_ips": ["203.0.113.31"]})
+    assert blind.rc != 0
+    msg = blind.result("Reconcile")["msg"]
+    assert "does not cover 254 address(es)" in msg and "192.0.2.1 (routed to a vSwitch)" in msg
+    assert "leave server_ips empty" in msg
+    assert not writes(api_log(standin), ok_only=False)
+
+    standin.log.clear()
+    fixed = playbook("rdns.yml", {"ptr_map": wanted})
+    assert fixed.rc == 0 and fixed.result("Reconcile")["summary"]["create"] == 508
+    standin.log.clear()
+    again = playbook("rdns.yml", {"ptr_map": wanted})
+    assert again.rc == 0 and again.result("Reconcile")["changed"] is False
+    assert [(e["method"], e["path"]) for e in api_log(standin)] == [("GET", "/rdns")]
+
+
+def test_exclude_survives_purge(standin, playbook) -> None:
+    standin.set_ptrs({"198.51.100.5": "kept-by-hand.kbmta.net", "198.51.100.6": "stray.kbmta.net"})
+    run = playbook("rdns.yml", {"subnet": "198.51.100.0/29", "ptr_template": "mkg-{last_octet}.kbmta.net",
+                                "purge": True, "exclude": ["198.51.100.5", "198.51.100.6"]})
+    assert run.rc == 0, run.stdout[-3000:]
+    ptrs = standin.snapshot()["rdns"]
+    assert ptrs["198.51.100.5"] == "kept-by-hand.kbmta.net" and ptrs["198.51.100.6"] == "stray.kbmta.net"
+    assert not [e for e in writes(api_log(standin)) if e["method"] == "DELETE"]
+
+
+def test_bad_names_and_foreign_addresses_are_refused_before_any_write(standin, playbook) -> None:
+    bad = playbook("rdns.yml", {"ptr_map": {"192.0.2.5": "ok.kbmta.net", "192.0.2.6": "bad_name.kbmta.net",
+                                            "192.0.2.7": "-mta.kbmta.net"}})
+    assert bad.rc != 0
+    msg = bad.result("Reconcile")["msg"]
+    assert "192.0.2.6 -> 'bad_name.kbmta.net'" in msg and "192.0.2.7 -> '-mta.kbmta.net'" in msg
+    assert api_log(standin) == []                          # not even a read
+
+    foreign = playbook("rdns.yml", {"ptr_map": {"192.0.2.5": "ok.kbmta.net", "203.0.113.200": "x.kbmta.net"}})
+    assert foreign.rc != 0
+    msg = foreign.result("Reconcile")["msg"]
+    assert "203.0.113.200" in msg and "running again will not help" in msg and "resume" not in msg
+    assert [e["method"] for e in api_log(standin)] == ["GET", "GET", "GET"]
+    assert standin.snapshot()["rdns"] == {}
+
+
+def test_batches_report_what_is_left_and_resume(standin, playbook) -> None:
+    wanted = two_pools_ptr_map()
+    left = []
+    for _batch in range(3):
+        run = playbook("rdns.yml", {"ptr_map": wanted, "max_writes": 200})
+        assert run.rc == 0, run.stdout[-3000:]
+        result = run.result("Reconcile")
+        assert result["summary"]["create"] == len(result["changes"]) <= 200
+        left.append(result["summary"]["remaining"])
+    assert left == [308, 108, 0]
+    assert standin.snapshot()["rdns"] == wanted
+    per_ip = Counter(e["path"] for e in writes(api_log(standin)))
+    assert len(per_ip) == 508 and set(per_ip.values()) == {1}

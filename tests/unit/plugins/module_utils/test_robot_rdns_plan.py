@@ -6,21 +6,26 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Dict
+from typing import Dict, Set
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils.robot_rdns import (
+    AccountBlock,
     PtrChange,
     RdnsInputError,
     desired_from_map,
     desired_from_template,
     diff_text,
+    host_name_problem,
+    owner_of,
+    parse_account,
     parse_rdns_list,
     parse_scope,
     plan_changes,
+    reachability_error,
 )
 
 
@@ -44,7 +49,7 @@ def test_template_fields_and_exclusions() -> None:
     ("192.0.2.0/24", "{host}.example", "unknown field"),
     ("192.0.2.1/24", "{ip_dashed}.example", "network address"),
     ("2001:db8::/120", "{ip_dashed}.example", "IPv4"),
-    ("192.0.2.0/24", "{ip_dashed}..example", "not a valid host name"),
+    ("192.0.2.0/24", "{ip_dashed}..example", "not valid host names"),
 ])
 def test_template_errors_say_what_to_change(subnet: str, template: str, message: str) -> None:
     with pytest.raises(RdnsInputError, match=message):
@@ -81,6 +86,74 @@ def test_purge_deletes_only_inside_scope_and_never_hetzner_defaults() -> None:
     assert changes == [PtrChange("192.0.2.99", "delete", "stray.example", None)]
 
 
+def test_purge_keeps_the_addresses_of_exclude() -> None:
+    current = {"192.0.2.98": "by-hand.example", "192.0.2.99": "stray.example"}
+    changes = plan_changes({}, current, parse_scope(["192.0.2.0/24"]), keep={"192.0.2.98"})
+    assert changes == [PtrChange("192.0.2.99", "delete", "stray.example", None)]
+
+
+@pytest.mark.parametrize("name", ["mta1.kbmta.net", "a", "1-2-3.x", "xn--mt-via.kbmta.net", "a" * 63 + ".b",
+                                  ".".join(["a" * 49] * 5) + ".abc"])
+def test_host_names_robot_accepts(name: str) -> None:
+    assert len(name) <= 253 and host_name_problem(name) is None
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("", "it is empty"),
+    ("bad_name.kbmta.net", "label 'bad_name' has '_'"),
+    ("-mta.kbmta.net", "label '-mta' starts or ends with a hyphen"),
+    ("mta-.kbmta.net", "label 'mta-' starts or ends with a hyphen"),
+    ("mta 1.kbmta.net", "label 'mta 1' has ' '"),
+    ("mta\t1.x", "has '\\t'"),
+    ("mtä.kbmta.net", "non-ASCII"),
+    ("a" * 64 + ".b", "is 64 characters long"),
+    ("a..b", "empty label"),
+    (".".join(["a" * 50] * 5) + ".abc", "is 258 characters long"),
+])
+def test_host_names_robot_refuses(name: str, problem: str) -> None:
+    assert problem in (host_name_problem(name) or "")
+
+
+def test_map_with_bad_names_names_each_with_its_address() -> None:
+    with pytest.raises(RdnsInputError) as info:
+        desired_from_map({"192.0.2.7": "ok.example", "192.0.2.8": "bad_one.example", "2001:db8::1": "-x.example"})
+    text = str(info.value)
+    assert text.startswith("2 PTR name(s) from ptr_map are not valid host names")
+    assert "192.0.2.8 -> 'bad_one.example'" in text and "2001:db8::1 -> '-x.example'" in text
+    assert "ok.example" not in text and "nothing was written" in text
+
+
+def test_map_exclude_drops_addresses() -> None:
+    assert desired_from_map({"192.0.2.7": "a.example", "192.0.2.8": "b.example"}, exclude=["192.0.2.8"]) == {
+        "192.0.2.7": "a.example"}
+
+
+ACCOUNT = parse_account(
+    [{"ip": {"ip": "203.0.113.21", "server_ip": "203.0.113.21"}}, {"ip": {"ip": "192.0.2.200", "server_ip": "203.0.113.31"}}],
+    [{"subnet": {"ip": "192.0.2.0", "mask": 24, "server_ip": "203.0.113.21"}},
+     {"subnet": {"ip": "2001:db8::", "mask": "64", "server_ip": "203.0.113.21"}},
+     {"subnet": {"ip": "198.51.100.0", "mask": 24, "server_ip": None}}])
+
+
+def test_owner_of_takes_the_most_specific_block() -> None:
+    assert owner_of("192.0.2.200", ACCOUNT) == AccountBlock(ipaddress.ip_network("192.0.2.200/32"), "203.0.113.31")
+    assert owner_of("192.0.2.7", ACCOUNT).server_ip == "203.0.113.21"
+    assert owner_of("2001:db8::7", ACCOUNT).server_ip == "203.0.113.21"
+    assert owner_of("198.51.100.7", ACCOUNT).server_ip is None
+    assert owner_of("203.0.113.99", ACCOUNT) is None
+
+
+def test_reachability_checks_only_creations() -> None:
+    changes = [PtrChange("203.0.113.99", "update", "a.example", "b.example"),
+               PtrChange("192.0.2.7", "create", None, "b.example")]
+    assert reachability_error(changes, ACCOUNT, []) is None
+    assert reachability_error(changes, ACCOUNT, ["203.0.113.21"]) is None
+    text = reachability_error(changes, ACCOUNT, ["203.0.113.31"])
+    assert "192.0.2.7 (routed to server 203.0.113.21)" in text and text.endswith("Nothing was written.")
+    outside = reachability_error([PtrChange("203.0.113.99", "create", None, "b.example")], ACCOUNT, [])
+    assert "203.0.113.99" in outside and "running again will not help" in outside
+
+
 def test_diff_text_shows_only_changed_addresses() -> None:
     desired = {"192.0.2.2": "a.example", "192.0.2.3": "same.example"}
     current = {"192.0.2.3": "same.example"}
@@ -94,11 +167,12 @@ addresses = st.integers(min_value=0, max_value=63).map("192.0.2.{0}".format)
 
 @settings(max_examples=100, deadline=None)
 @given(st.dictionaries(addresses, names, max_size=30), st.dictionaries(addresses, names, max_size=30),
-       st.booleans())
+       st.booleans(), st.sets(addresses, max_size=10))
 def test_applying_the_plan_reaches_the_wanted_state_and_a_rerun_plans_nothing(
-        desired: Dict[str, str], current: Dict[str, str], purge: bool) -> None:
+        desired: Dict[str, str], current: Dict[str, str], purge: bool, keep: Set[str]) -> None:
+    desired = {ip: ptr for ip, ptr in desired.items() if ip not in keep}
     scope = parse_scope(["192.0.2.0/26"]) if purge else None
-    changes = plan_changes(desired, current, scope)
+    changes = plan_changes(desired, current, scope, keep=keep)
     after = dict(current)
     for change in changes:
         if change.action == "delete":
@@ -109,7 +183,9 @@ def test_applying_the_plan_reaches_the_wanted_state_and_a_rerun_plans_nothing(
             after[change.ip] = change.after
     for ip, ptr in desired.items():
         assert after[ip] == ptr
+    for ip in keep:
+        assert after.get(ip) == current.get(ip)
     if purge:
-        assert set(after) == set(desired)
-    assert plan_changes(desired, after, scope) == []
+        assert set(after) == set(desired) | (set(current) & keep)
+    assert plan_changes(desired, after, scope, keep=keep) == []
     assert len({c.ip for c in changes}) == len(changes)
