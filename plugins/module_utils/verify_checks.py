@@ -28,6 +28,7 @@ from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_dki
     key_text_to_der,
     parse_tags,
 )
+from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_delegation import Querier, delegation_task
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_dns import (
     ERROR,
     NXDOMAIN,
@@ -77,6 +78,8 @@ class DnsOptions:
     dnsbl_zones: List[str] = field(default_factory=list)
     categories: Sequence[str] = DNS_CATEGORIES
     workers: int = 32
+    # Asks name servers directly for the delegation checks (verify_delegation); None skips them.
+    querier: Optional[Querier] = None
 
 
 @dataclass(frozen=True)
@@ -625,6 +628,7 @@ def run_dns_checks(plan: dict, resolver: Resolver, options: Optional[DnsOptions]
     results: List[CheckResult] = []
     if PLATFORM in options.categories:
         tasks.extend(platform_checks(cached, evaluator, plan))
+        tasks.append(lambda: delegation_task(cached, options.querier, plan.get("domain", "")))
     if IP in options.categories:
         zones, zone_results = usable_dnsbl_zones(cached, options.dnsbl_zones)
         results.extend(zone_results)

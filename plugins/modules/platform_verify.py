@@ -58,6 +58,18 @@ options:
     description: Port of O(nameserver).
     type: int
     default: 53
+  delegation:
+    description:
+      - Check the delegation of the plan's domain (group C(platform)): the parent zone's NS for it (the registrar's
+        setting) must equal the zone's own NS records, and every one of its name servers must answer for it with
+        authority. The parent's and the zone's servers are asked directly, without recursion.
+      - When the resolver knows no parent zone (a lab), the delegation is a warning saying it was not checked.
+    type: bool
+    default: true
+  delegation_port:
+    description:
+      - Port of the direct questions to name servers that O(delegation) asks. Default is O(nameserver_port).
+    type: int
   dns_timeout:
     description: Seconds to wait for one DNS answer (it is asked twice).
     type: float
@@ -265,6 +277,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils import verify_dns, verify_spf
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_checks import DnsOptions, preflight, run_dns_checks
+from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_delegation import DnsPythonQuerier
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_report import (
     order_results,
     render_html,
@@ -308,6 +321,8 @@ def argument_spec():
         lb_ports=dict(type="list", elements="int", default=[25, 465, 587]),
         mta_ports=dict(type="list", elements="int", default=[25]),
         smtp_helo=dict(type="str", default="verify.kbmta.invalid"),
+        delegation=dict(type="bool", default=True),
+        delegation_port=dict(type="int"),
         tls_ca_path=dict(type="path"),
         tls_verify_chain=dict(type="bool", default=True),
         lb_stats=dict(type="list", elements="dict", default=[], options=dict(
@@ -341,7 +356,9 @@ def main():
     try:
         resolver = verify_dns.DnsPythonResolver(params["nameserver"], params["nameserver_port"], params["dns_timeout"])
         options = DnsOptions(dkim_public_keys={k.lower().rstrip("."): v for k, v in params["dkim_public_keys"].items()},
-                             dnsbl_zones=params["dnsbl_zones"], categories=params["checks"], workers=params["workers"])
+                             dnsbl_zones=params["dnsbl_zones"], categories=params["checks"], workers=params["workers"],
+                             querier=DnsPythonQuerier(params["delegation_port"] or params["nameserver_port"], params["dns_timeout"])
+                             if params["delegation"] else None)
         results = []
         if set(params["checks"]) & {"platform", "ip", "customer"}:
             problem = preflight(resolver, plan)
