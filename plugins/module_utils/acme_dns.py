@@ -35,7 +35,7 @@ def challenge_records(challenges: Mapping[str, List[str]], zones: Iterable[str],
     """
     if not isinstance(challenges, Mapping):
         raise ChallengeError("expected the challenge_data_dns dict of an ACME order, got %s" % type(challenges).__name__)
-    zones = [z for z in zones]
+    zones = list(zones)
     grouped: Dict[str, List[dict]] = {}
     for name, values in sorted((_name(raw), values) for raw, values in challenges.items()):
         zone = owning_zone(name, zones)

@@ -147,7 +147,7 @@ def tls_handshake(cert: Path, key: Path, trusted_root: Path, server_name: str) -
 
     def serve() -> None:
         try:
-            conn, _ = listener.accept()
+            conn = listener.accept()[0]
             with server_ctx.wrap_socket(conn, server_side=True) as tls:
                 tls.recv(1)
         except (OSError, ssl.SSLError) as error:  # the client refused us: its error is the one that matters
