@@ -6,7 +6,7 @@ set -euo pipefail
 
 # chromium: headless, for the browser test of the verify report (tests/integration/verify/test_report_browser.py)
 # python3-milter: the unit test of the MTA sender milter runs it under /usr/bin/python3
-PACKAGES=(docker.io debootstrap bind9 bind9-utils iptables rsync swaks openssl apt-cacher-ng python3-venv chromium python3-milter)
+PACKAGES=(docker.io debootstrap bind9 bind9-utils iptables rsync swaks openssl apt-cacher-ng python3-venv chromium python3-milter pebble)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -18,6 +18,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # named from bind9 is only used on loopback by the tests; never as a host service.
+# pebble (the ACME test CA) likewise: tests/integration/acme starts it on loopback.
 
 if ! docker info >/dev/null 2>&1; then
   echo "setup-host: starting dockerd"

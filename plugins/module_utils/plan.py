@@ -447,6 +447,16 @@ def _refuse_oversize(records: list, template: str) -> None:
                 "not %r" % (rr["name"], len(rr["values"]), rr["type"], RESOLVER_SAFE_RRSET, DEFAULT_PTR_TEMPLATE, template))
 
 
+def tls_names(fqdn: str, lb_fqdn: str, mx_target: str) -> list:
+    """The names one MTA's TLS certificate carries: its own name first (the subject), then the rest sorted.
+
+    Clients reach the MTA as its pool's load balancer name (HAProxy passes TLS
+    through, so the MTA's certificate answers for it), as its own name, and as
+    the bounce MX target that names it.
+    """
+    return [fqdn] + sorted({lb_fqdn, mx_target} - {fqdn})
+
+
 def build_plan(spec: dict) -> dict:
     """Compute the plan from an inventory spec (see docs/model.md for both shapes)."""
     domain = normalize_fqdn(spec.get("domain"), "platform_domain")
@@ -507,10 +517,12 @@ def build_plan(spec: dict) -> dict:
             }
 
     # The zone of the platform: SPF, bounce domain, load balancers, MTAs.
+    # The bounce MX: every MTA receives bounces under its own name.
+    bounce_mx = {m: mtas[m]["fqdn"] for m in sorted(mtas)}
     records = [
         _rrset(spf_domain, "TXT", ttl, [spf_record(spf_terms([p.network for p in pools.values()]), spf_domain)]),
         _rrset(bounce_domain, "TXT", ttl, ["v=spf1 include:%s -all" % spf_domain]),
-        _rrset(bounce_domain, "MX", ttl, ["10 %s." % mtas[m]["fqdn"] for m in sorted(mtas)]),
+        _rrset(bounce_domain, "MX", ttl, ["10 %s." % target for target in bounce_mx.values()]),
     ]
     for fqdn, pname in sorted(lb_names.items()):
         addrs = sorted({load_balancers[lb]["address"] for lb in pools[pname].lbs}, key=ipaddress.ip_address)
@@ -536,6 +548,9 @@ def build_plan(spec: dict) -> dict:
         records.append(_rrset(name, "A", ttl, sorted(by_name[name], key=ipaddress.ip_address)))
         records.append(_rrset(name, "TXT", ttl, ["v=spf1 include:%s -all" % spf_domain]))
     _refuse_oversize(records, template)
+
+    for mta, conf in mtas.items():
+        conf["tls_names"] = tls_names(conf["fqdn"], "%s.%s" % (pools[conf["pool"]].lb_label, domain), bounce_mx[mta])
 
     customers, customer_zones = _customers(spec, pools, domain, bounce_domain, ttl)
     zones = {domain: records}

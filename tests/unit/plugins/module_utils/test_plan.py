@@ -81,6 +81,27 @@ def test_bounce_domain_has_spf_include_and_mx_to_every_mta():
         "10 eu-mta1.kbmta.net.", "10 eu-mta2.kbmta.net.", "10 us-mta1.kbmta.net.", "10 us-mta2.kbmta.net."]
 
 
+def test_each_mta_certificate_names_itself_its_pools_load_balancer_and_its_bounce_mx():
+    plan = build_plan(spec())
+    assert plan["mtas"]["us-mta1"]["tls_names"] == ["us-mta1.kbmta.net", "smtp.kbmta.net"]
+    assert plan["mtas"]["eu-mta2"]["tls_names"] == ["eu-mta2.kbmta.net", "smtp-mkg.kbmta.net"]
+    (mx,) = rrsets(plan, "kbmta.net", "MX", "kb-bounces.kbmta.net")
+    targets = {value.split()[1].rstrip(".") for value in mx["values"]}
+    for mta, entry in plan["mtas"].items():
+        assert entry["tls_names"][0] == entry["fqdn"]
+        assert plan["pools"][entry["pool"]]["lb_fqdn"] in entry["tls_names"]
+        assert len(set(entry["tls_names"])) == len(entry["tls_names"])
+        # every MX target that is this MTA is on its certificate, no other MTA's name is
+        assert targets & set(entry["tls_names"]) == {entry["fqdn"]}
+
+
+def test_an_mta_named_outside_the_platform_keeps_that_name_on_its_certificate():
+    hosts = dict(spec()["hosts"])
+    hosts["us-mta1"] = {"mta_address": "198.51.100.21", "mta_fqdn": "MX1.Example.NET."}
+    plan = build_plan(spec(hosts=hosts))
+    assert plan["mtas"]["us-mta1"]["tls_names"] == ["mx1.example.net", "smtp.kbmta.net"]
+
+
 def test_load_balancer_names_point_at_their_pools_load_balancer():
     plan = build_plan(spec())
     assert rrsets(plan, "kbmta.net", "A", "smtp.kbmta.net")[0]["values"] == ["198.51.100.10"]
