@@ -36,6 +36,9 @@ DNS_IP=198.51.100.53
 RESOLVER_IP=198.51.100.54
 ROBOT_PORT=8780
 CLOUD_DNS_PORT=8781
+# Debian's pebble, a real ACME CA: the MTAs' certificates (playbooks/tls.yml).
+PEBBLE_PORT=14000
+PEBBLE_MANAGEMENT_PORT=15000
 TSIG_NAME=kb-lab
 TSIG_ALGORITHM=hmac-sha256
 TSIG_FILE="$LAB_DIR/tsig.key"
@@ -240,6 +243,14 @@ start_standins() {
   start_standin cloud_dns_api "$CLOUD_DNS_PORT" tests/standins/cloud_dns_api.py \
     --listen "127.0.0.1:$CLOUD_DNS_PORT" --token "$hcloud_token" \
     --zone kbmta.net --zone kibamail.com
+  # pebble: its DNS-01 checks ask the lab's authoritative server, where
+  # playbooks/tls.yml publishes the challenges; root.pem is what clients trust.
+  [ -x /usr/bin/pebble ] || die "/usr/bin/pebble is missing: run 'make setup' (scripts/setup-host.sh installs pebble)"
+  start_standin pebble "$PEBBLE_PORT" tests/standins/pebble_ca.py \
+    --dir "$LAB_DIR/pebble" --listen "127.0.0.1:$PEBBLE_PORT" \
+    --management "127.0.0.1:$PEBBLE_MANAGEMENT_PORT" --dns "$DNS_IP:53"
+  for _ in $(seq 1 40); do [ -s "$LAB_DIR/pebble/root.pem" ] && return; sleep 0.25; done
+  die "pebble did not hand out its root (log: $LAB_DIR/pebble.log)"
 }
 
 # --- playbooks -----------------------------------------------------------------
@@ -254,6 +265,7 @@ write_lab_json() {
     --network "$NETWORK" --subnet "$SUBNET" --gateway "$GATEWAY" --bridge "$BRIDGE" \
     --dns "$DNS_IP:53" --resolver "$RESOLVER_IP:53" --tsig-file "$TSIG_FILE" --tsig-name "$TSIG_NAME" --tsig-algorithm "$TSIG_ALGORITHM" \
     --robot-url "http://127.0.0.1:$ROBOT_PORT" --cloud-dns-url "http://127.0.0.1:$CLOUD_DNS_PORT" \
+    --acme-directory "https://127.0.0.1:$PEBBLE_PORT/dir" --acme-root "$LAB_DIR/pebble/root.pem" \
     --standin-dir "$LAB_DIR" "${args[@]}"
 }
 
@@ -337,10 +349,11 @@ cmd_verify() {
   python -m pytest -q -p no:cacheprovider "$root/tests/integration/lab" || rc=1
   if [ -f "$root/playbooks/verify.yml" ]; then
     say "ansible-playbook playbooks/verify.yml -i inventories/lab (report in $LAB_DIR/verify-report)"
-    # The lab's certificates are self-signed: an untrusted chain is a warning
-    # here, not a failure (a name or validity problem still fails).
+    # The MTAs' certificates come from the lab's pebble: the checks trust
+    # its root only (verify_tls_ca_path in inventories/lab), as a customer's
+    # client trusts its CA store.
     ansible-playbook "$root/playbooks/verify.yml" -i "$root/inventories/lab" \
-      -e verify_tls_verify_chain=false -e "verify_report_dir=$LAB_DIR/verify-report" || rc=1
+      -e "verify_report_dir=$LAB_DIR/verify-report" || rc=1
   fi
   say "demo: a message through smtp.kbmta.net, as the receiver sees it"
   KB_LAB_SUPPORT_PASSWORD=$(lab_var "vault_sasl_passwords['support@kibamail.com']")
@@ -363,7 +376,7 @@ cmd_status() {
   if docker network inspect "$NETWORK" >/dev/null 2>&1; then echo "network $NETWORK: $SUBNET"; else echo "network $NETWORK: absent"; fi
   docker ps -a --filter "label=$LABEL" --format '{{ .Names }}\t{{ .Status }}' | sort
   local name pidf
-  for name in robot_api cloud_dns_api; do
+  for name in robot_api cloud_dns_api pebble; do
     pidf="$LAB_DIR/$name.pid"
     if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
       echo "stand-in $name: running (pid $(cat "$pidf"))"
@@ -377,6 +390,7 @@ cmd_status() {
 cmd_down() {
   stop_standin robot_api
   stop_standin cloud_dns_api
+  stop_standin pebble
   local ids
   ids=$(docker ps -aq --filter "label=$LABEL")
   if [ -n "$ids" ]; then

@@ -118,6 +118,14 @@ def describe(args: argparse.Namespace) -> Dict[str, object]:
                 "log": os.path.join(args.standin_dir, "cloud_dns_api.log"),
             },
         },
+        # Debian's pebble: the MTAs' certificates come from it (DNS-01 through the lab DNS);
+        # a client that verifies trusts root_pem only.
+        "acme": {
+            "directory": args.acme_directory,
+            "root_pem": os.path.abspath(args.acme_root),
+            "log": os.path.join(args.standin_dir, "pebble.log"),
+            "cert_dir": os.path.join(args.standin_dir, "acme"),
+        },
         "inventory": "inventories/lab",
     }
 
@@ -137,6 +145,8 @@ def main() -> None:
     parser.add_argument("--robot-url", required=True)
     parser.add_argument("--cloud-dns-url", required=True)
     parser.add_argument("--standin-dir", required=True)
+    parser.add_argument("--acme-directory", required=True, help="directory URL of the lab's ACME CA (pebble)")
+    parser.add_argument("--acme-root", required=True, help="PEM of the root the ACME CA issues from")
     parser.add_argument("--receiver-dir", default="/var/lib/lab-receiver")
     parser.add_argument("--host", action="append", default=[], help="NAME=ADDRESS=ROLE")
     args = parser.parse_args()

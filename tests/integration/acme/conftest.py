@@ -10,14 +10,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 import pytest
 from ansible_env import ansible_env  # tests/support is on pythonpath (pytest.ini)
 from bind import LoopbackBind
+from playbook_run import PlaybookRun
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pebble_support import PEBBLE, LoopbackPebble  # noqa: E402
+from pebble_support import LoopbackPebble  # noqa: E402  (puts tests/standins on sys.path)
+from pebble_ca import PEBBLE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 INVENTORY = str(ROOT / "inventories" / "lab")
@@ -47,34 +49,6 @@ def pebble_root(pebble, tmp_path_factory):
     path = tmp_path_factory.mktemp("root") / "pebble-root.pem"
     path.write_text(pebble.root())
     return path
-
-
-class PlaybookRun:
-    """One ansible-playbook run, its JSON output parsed."""
-
-    def __init__(self, process: subprocess.CompletedProcess) -> None:
-        self.rc = process.returncode
-        self.stdout = process.stdout
-        self.stderr = process.stderr
-        try:
-            self.data = json.loads(process.stdout)
-        except ValueError:
-            raise AssertionError("ansible-playbook printed no JSON (rc %d): %s %s"
-                                 % (process.returncode, process.stdout[-3000:], process.stderr[-3000:]))
-
-    @property
-    def stats(self) -> Dict[str, Any]:
-        return self.data["stats"]["localhost"]
-
-    def task(self, name: str) -> List[Dict[str, Any]]:
-        """Results of every task whose name holds ``name`` (loop items flattened)."""
-        found = []
-        for play in self.data["plays"]:
-            for task in play["tasks"]:
-                if name in task["task"]["name"] and "localhost" in task["hosts"]:
-                    result = task["hosts"]["localhost"]
-                    found.extend(result.get("results", [result]))
-        return found
 
 
 @pytest.fixture

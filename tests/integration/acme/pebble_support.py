@@ -12,39 +12,23 @@ one log line (``GET /dir -> calling handler()``): ``requests()`` counts them.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import List, Optional
 
 from bind import free_port  # tests/support is on pythonpath (pytest.ini)
 
-PEBBLE = "/usr/bin/pebble"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "standins"))
+from pebble_ca import command, environment, fetch_root, make_https_identity, write_config  # noqa: E402
+
 _REQUEST = re.compile(r"^Pebble \S+ \S+ (GET|POST|HEAD) (\S+) -> calling handler", re.M)
-
-
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def make_https_identity(workdir: Path) -> None:
-    """ca.pem (test CA) and server.pem/server.key for 127.0.0.1 and localhost, signed by it."""
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=kb-test pebble https CA",
-             "-keyout", str(workdir / "ca.key"), "-out", str(workdir / "ca.pem"))
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-             "-keyout", str(workdir / "server.key"), "-out", str(workdir / "server.csr"))
-    (workdir / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl("x509", "-req", "-days", "2", "-in", str(workdir / "server.csr"), "-CA", str(workdir / "ca.pem"),
-             "-CAkey", str(workdir / "ca.key"), "-CAcreateserial", "-extfile", str(workdir / "server.ext"),
-             "-out", str(workdir / "server.pem"))
 
 
 class LoopbackPebble:
@@ -64,27 +48,15 @@ class LoopbackPebble:
 
     @property
     def ca_bundle(self) -> str:
-        return str(self.workdir / "ca.pem")
+        return str(self.workdir / "https-ca.pem")
 
     def start(self, timeout: float = 20.0) -> "LoopbackPebble":
         make_https_identity(self.workdir)
-        config = {"pebble": {
-            "listenAddress": "127.0.0.1:%d" % self.port,
-            "managementListenAddress": "127.0.0.1:%d" % self.management_port,
-            "certificate": str(self.workdir / "server.pem"),
-            "privateKey": str(self.workdir / "server.key"),
-            "httpPort": free_port(),
-            "tlsPort": free_port(),
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": False,
-            "certificateValidityPeriod": self.validity_seconds,
-        }}
-        (self.workdir / "pebble.json").write_text(json.dumps(config))
-        env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0", PEBBLE_AUTHZREUSE="0")
+        write_config(self.workdir, "127.0.0.1:%d" % self.port, "127.0.0.1:%d" % self.management_port,
+                     free_port(), free_port(), self.validity_seconds)
         log = open(self.workdir / "pebble.log", "w")
-        self.process = subprocess.Popen(
-            [PEBBLE, "-config", str(self.workdir / "pebble.json"), "-dnsserver", "127.0.0.1:%d" % self.dns_port],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(self.workdir))
+        self.process = subprocess.Popen(command(self.workdir, "127.0.0.1:%d" % self.dns_port),
+                                        stdout=log, stderr=subprocess.STDOUT, env=environment(), cwd=str(self.workdir))
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -99,14 +71,9 @@ class LoopbackPebble:
         self.stop()
         raise RuntimeError("pebble did not start: %s" % text[-3000:])
 
-    def _context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.ca_bundle)
-
     def root(self) -> str:
         """The root pebble issues from (PEM), from its management interface."""
-        url = "https://127.0.0.1:%d/roots/0" % self.management_port
-        with urllib.request.urlopen(url, context=self._context(), timeout=5) as response:
-            return response.read().decode("ascii")
+        return fetch_root("127.0.0.1:%d" % self.management_port, Path(self.ca_bundle))
 
     def log(self) -> str:
         path = self.workdir / "pebble.log"

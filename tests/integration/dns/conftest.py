@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 from ansible_env import ansible_env  # tests/support is on pythonpath (pytest.ini)
 from bind import LoopbackBind
+from playbook_run import PlaybookRun
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -25,33 +26,6 @@ def bind(tmp_path):
     server = LoopbackBind(tmp_path / "bind", {zone: None for zone in ZONES}).start()
     yield server
     server.stop()
-
-
-class PlaybookRun:
-    """One ansible-playbook run, its JSON output parsed."""
-
-    def __init__(self, process: subprocess.CompletedProcess) -> None:
-        self.rc = process.returncode
-        self.stderr = process.stderr
-        try:
-            self.data = json.loads(process.stdout)
-        except ValueError:
-            raise AssertionError("ansible-playbook printed no JSON (rc %d): %s %s"
-                                 % (process.returncode, process.stdout[-3000:], process.stderr[-3000:]))
-
-    @property
-    def stats(self) -> Dict[str, Any]:
-        return self.data["stats"]["localhost"]
-
-    def task(self, name: str) -> List[Dict[str, Any]]:
-        """Results of every task with this name (loop items flattened)."""
-        found = []
-        for play in self.data["plays"]:
-            for task in play["tasks"]:
-                if task["task"]["name"] == name:
-                    result = task["hosts"]["localhost"]
-                    found.extend(result.get("results", [result]))
-        return found
 
 
 def run_playbook(playbook: Path, extra: Dict[str, Any], tmp_path: Path, inventory: Optional[str] = None,

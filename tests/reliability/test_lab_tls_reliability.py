@@ -1,0 +1,135 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the kibamail.email_platform project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Customers' clients accept the platform's certificates (needs the running lab).
+
+The MTAs' certificates come from the lab's ACME CA (Debian's pebble, DNS-01 through
+the lab DNS: playbooks/tls.yml). A client as customers run it (Python's smtplib with
+default certificate checks, host name included) trusts pebble's root and nothing
+else: STARTTLS on 25 and 587 and TLS on 465 through both load balancers, and
+STARTTLS on every MX host of the bounce domain, verify. Negative controls: the same
+client with the system's trust store (where the lab's CA is not) and the same client
+asking for a name the certificate does not carry are refused.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from typing import List, Tuple
+
+import pytest
+
+from reliability_support import Lab, lab_resolver, lab_vault
+
+pytestmark = pytest.mark.lab
+
+LOGINS = {"transactional": "support@kibamail.com", "marketing": "news@kibamail.com"}
+
+
+def trusting_the_lab_ca(lab: Lab) -> ssl.SSLContext:
+    """A default client context (chain and host name checked) whose only trust is pebble's root."""
+    return ssl.create_default_context(cafile=lab.data["acme"]["root_pem"])
+
+
+class NamedSMTP(smtplib.SMTP):
+    """smtplib's client, connecting to an address while checking the certificate for a name
+    (the lab's names resolve only through the lab resolver, not on this machine)."""
+
+    def __init__(self, server_name: str, **kwargs) -> None:
+        self.server_name = server_name
+        super().__init__(**kwargs)
+
+    def connect(self, host="localhost", port=0, source_address=None):
+        reply = super().connect(host, port, source_address)
+        self._host = self.server_name   # what starttls() checks the certificate against
+        return reply
+
+
+class NamedSMTPSSL(smtplib.SMTP_SSL):
+    """The same for TLS from the first byte (465)."""
+
+    def __init__(self, server_name: str, **kwargs) -> None:
+        self.server_name = server_name
+        super().__init__(**kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        self._host = self.server_name   # what the TLS handshake checks the certificate against
+        return super()._get_socket(host, port, timeout)
+
+
+def handshake(address: str, port: int, name: str, context: ssl.SSLContext) -> dict:
+    """Greet, STARTTLS (25, 587) or TLS from the start (465), checking the certificate for ``name``."""
+    if port == 465:
+        client: smtplib.SMTP = NamedSMTPSSL(name, timeout=30, context=context, local_hostname="client.recipient.example")
+        client.connect(address, port)
+    else:
+        client = NamedSMTP(name, timeout=30, local_hostname="client.recipient.example")
+        client.connect(address, port)
+        client.ehlo()
+        client.starttls(context=context)
+    with client:
+        client.ehlo()
+        return client.sock.getpeercert()
+
+
+def lb_listeners(lab: Lab) -> List[Tuple[str, str, str, int]]:
+    return [(pool, entry["host"], entry["address"], port)
+            for pool, entry in sorted(lab.data["submission"].items()) for port in (25, 465, 587)]
+
+
+def mx_listeners(lab: Lab) -> List[Tuple[str, str]]:
+    """Every MX host of the bounce domain and its address, as a receiver's resolver finds them."""
+    resolver = lab_resolver(lab.data)
+    found = []
+    for mx in resolver.resolve("kb-bounces.kbmta.net", "MX"):
+        host = mx.exchange.to_text().rstrip(".")
+        for a in resolver.resolve(host, "A"):
+            found.append((host, a.to_text()))
+    return sorted(found)
+
+
+def names_of(peer: dict) -> List[str]:
+    return sorted(value for kind, value in peer.get("subjectAltName", ()) if kind == "DNS")
+
+
+def test_every_load_balancer_listener_verifies_against_the_lab_ca(lab: Lab) -> None:
+    seen = {}
+    for _pool, name, address, port in lb_listeners(lab):
+        peer = handshake(address, port, name, trusting_the_lab_ca(lab))
+        assert name in names_of(peer), (name, port, names_of(peer))
+        seen["%s:%d" % (name, port)] = dict(x[0] for x in peer["issuer"]).get("commonName")
+    assert len(seen) == 6 and all(issuer and "Pebble" in issuer for issuer in seen.values()), seen
+
+
+def test_every_bounce_mx_host_verifies_against_the_lab_ca(lab: Lab) -> None:
+    listeners = mx_listeners(lab)
+    assert len(listeners) >= 4, listeners
+    for host, address in listeners:
+        peer = handshake(address, 25, host, trusting_the_lab_ca(lab))
+        assert host in names_of(peer)
+
+
+@pytest.mark.parametrize("pool", sorted(LOGINS))
+def test_a_customer_logs_in_over_a_verified_connection(lab: Lab, pool: str) -> None:
+    entry = lab.data["submission"][pool]
+    client = NamedSMTP(entry["host"], timeout=30, local_hostname="client.kibamail.com")
+    with client:
+        client.connect(entry["address"], 587)
+        client.starttls(context=trusting_the_lab_ca(lab))
+        code, _text = client.login(LOGINS[pool], str(lab_vault()["vault_sasl_passwords"][LOGINS[pool]]))
+        assert code == 235
+
+
+def test_the_system_trust_store_refuses_the_lab_certificates(lab: Lab) -> None:
+    """Negative control: without the lab CA's root the same client refuses (the check is real)."""
+    _pool, name, address, port = lb_listeners(lab)[0]
+    with pytest.raises(ssl.SSLCertVerificationError, match="certificate verify failed"):
+        handshake(address, port, name, ssl.create_default_context())
+
+
+def test_a_name_the_certificate_does_not_carry_is_refused(lab: Lab) -> None:
+    """Negative control: the transactional load balancer does not answer for the marketing name."""
+    transactional, marketing = lab.data["submission"]["transactional"], lab.data["submission"]["marketing"]
+    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch|doesn't match"):
+        handshake(transactional["address"], 587, marketing["host"], trusting_the_lab_ca(lab))
