@@ -65,7 +65,8 @@ def run(monkeypatch, capsys, args, published=None):
         return fake
 
     monkeypatch.setattr(verify_dns, "DnsPythonResolver", resolver)
-    full = {"plan": PLAN, "dkim_public_keys": {"shop.example": PEM}, "checks": ["platform", "ip", "customer"]}
+    # delegation off: its check asks name servers directly (tests/unit/plugins/module_utils/test_verify_delegation.py)
+    full = {"plan": PLAN, "dkim_public_keys": {"shop.example": PEM}, "checks": ["platform", "ip", "customer"], "delegation": False}
     full.update(args)
     with patch_module_args(full):
         with pytest.raises(SystemExit):
