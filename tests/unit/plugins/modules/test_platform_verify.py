@@ -105,6 +105,19 @@ def test_fail_on_failure_false_reports_without_failing(monkeypatch, capsys):
     assert [(f["check"], f["subject"]) for f in out["failures"]] == [("ptr", "192.0.2.2")]
 
 
+@pytest.mark.parametrize("args, min_days", [({}, 14), ({"tls_min_days": 30}, 30)])
+def test_tls_min_days_reaches_the_host_checks(monkeypatch, capsys, args, min_days):
+    seen = []
+    monkeypatch.setattr(platform_verify, "run_host_checks", lambda targets, settings, lb_stats, workers: seen.append(settings) or [])
+    out, _asked = run(monkeypatch, capsys, dict(args, checks=["host"]))
+    assert out.get("failed") is not True and [s.min_days for s in seen] == [min_days]
+
+
+def test_negative_tls_min_days_is_refused(monkeypatch, capsys):
+    out, _asked = run(monkeypatch, capsys, {"tls_min_days": -1})
+    assert out["failed"] is True and "tls_min_days must be 0 or more" in out["msg"]
+
+
 def test_plan_without_its_keys_is_refused(monkeypatch, capsys):
     out, asked = run(monkeypatch, capsys, {"plan": {"domain": "kbmta.net"}})
     assert out["failed"] is True and "plan lacks spf_domain, bounce_domain, mtas, customers" in out["msg"]
