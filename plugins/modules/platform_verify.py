@@ -60,7 +60,7 @@ options:
     default: 53
   delegation:
     description:
-      - Check the delegation of the plan's domain (group C(platform)): the parent zone's NS for it (the registrar's
+      - Check the delegation of the plan's domain (group C(platform)). The parent zone's NS for it (the registrar's
         setting) must equal the zone's own NS records, and every one of its name servers must answer for it with
         authority. The parent's and the zone's servers are asked directly, without recursion.
       - When the resolver knows no parent zone (a lab), the delegation is a warning saying it was not checked.
