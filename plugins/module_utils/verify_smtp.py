@@ -41,7 +41,10 @@ except ImportError:  # pragma: no cover - depends on the controller
 
 HOST = "host"
 TLS_MODES = ("starttls", "implicit", "none")
-EXPIRY_WARNING_DAYS = 14
+TLS_MIN_DAYS = 14      # fewer days left is a failure; fewer than twice as many, a warning
+# One text for every listener, so the report shows the fix once with the listeners it applies to.
+RENEW_FIX = ("renew the certificate: with ACME, ansible-playbook playbooks/tls.yml (or site.yml) renews it when fewer than "
+             "platform_acme_renew_days days remain (see docs/tls.md); otherwise replace mta_tls_certificate / mta_tls_private_key")
 RELAY_SENDER = "verify-probe@relay-probe.invalid"
 RELAY_RECIPIENT = "relay-test@relay-test.invalid"
 
@@ -69,6 +72,7 @@ class SmtpSettings:
     helo: str = "verify.kbmta.invalid"
     ca_path: Optional[str] = None
     verify_chain: bool = True
+    min_days: int = TLS_MIN_DAYS                # a certificate with fewer days left fails
 
 
 def probe(target: SmtpTarget, settings: SmtpSettings) -> List[CheckResult]:
@@ -91,7 +95,7 @@ def probe(target: SmtpTarget, settings: SmtpSettings) -> List[CheckResult]:
             found, client = _starttls(client, target, settings)
             results.extend(found)
         elif target.tls == "implicit":
-            results.append(_certificate(target, settings, peer_der, tls_error))
+            results.append(check_certificate(target, settings, peer_der, tls_error))
             results.append(_auth_after_tls(client, target))
         else:
             results.append(_auth_plaintext(client, target))
@@ -166,7 +170,7 @@ def _starttls(client: smtplib.SMTP, target: SmtpTarget, settings: SmtpSettings) 
         client.starttls(context=_context(settings, False))
     client.ehlo(settings.helo)
     results.append(ok(HOST, "smtp_starttls", subject, "STARTTLS works (%s, %s)" % (client.sock.version(), client.sock.cipher()[0])))
-    results.append(_certificate(target, settings, client.sock.getpeercert(binary_form=True), chain_error))
+    results.append(check_certificate(target, settings, client.sock.getpeercert(binary_form=True), chain_error))
     results.append(_auth_after_tls(client, target))
     return results, client
 
@@ -190,7 +194,12 @@ def _auth_after_tls(client: smtplib.SMTP, target: SmtpTarget) -> CheckResult:
     return ok(HOST, "smtp_auth_tls", target.subject, ("AUTH %s after TLS" % mechanisms) if offered else "no AUTH after TLS")
 
 
-def _certificate(target: SmtpTarget, settings: SmtpSettings, der: Optional[bytes], chain_error: str) -> CheckResult:
+def check_certificate(target: SmtpTarget, settings: SmtpSettings, der: Optional[bytes], chain_error: str,
+                      now: Optional[datetime.datetime] = None) -> CheckResult:
+    """The ``tls_certificate`` result of a listener's certificate (DER); ``chain_error`` says why the chain was not trusted.
+
+    Every reason names the issuer, the certificate's names and the days left. Fewer days left than
+    ``settings.min_days`` is a failure, fewer than twice as many a warning."""
     subject = target.subject
     if not der:
         return failure(HOST, "tls_certificate", subject, "the server sent no certificate", "configure a certificate for this listener")
@@ -199,25 +208,54 @@ def _certificate(target: SmtpTarget, settings: SmtpSettings, der: Optional[bytes
                        "pip install cryptography on the controller")
     cert = x509.load_der_x509_certificate(der)
     names = certificate_names(cert)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     start, end = _validity(cert)
-    renew = "renew the certificate of %s for %s" % (subject, ", ".join(target.server_names or names))
+    days = (end - now).days
+    detail = describe_certificate(cert, names, now)
     if now < start:
-        return failure(HOST, "tls_certificate", subject, "the certificate is valid only from %s" % start.isoformat(), renew)
+        return failure(HOST, "tls_certificate", subject, "the certificate is valid only from %s: %s" % (start.isoformat(), detail),
+                       "renew the certificate of %s for %s (or set the host's clock)" % (subject, ", ".join(target.server_names or names)))
     if now > end:
-        return failure(HOST, "tls_certificate", subject, "the certificate expired on %s" % end.isoformat(), renew)
+        return failure(HOST, "tls_certificate", subject, "the certificate is no longer valid: " + detail, RENEW_FIX)
     missing = [n for n in target.server_names if not name_matches(n, names)]
     if missing:
-        return failure(HOST, "tls_certificate", subject, "the certificate names %s but not %s" % (", ".join(names) or "nothing", ", ".join(missing)),
+        return failure(HOST, "tls_certificate", subject, "the certificate does not name %s: %s" % (", ".join(missing), detail),
                        "issue a certificate whose subjectAltName covers %s" % ", ".join(target.server_names))
-    detail = "for %s, valid until %s" % (", ".join(names), end.date().isoformat())
+    if days < settings.min_days:
+        return failure(HOST, "tls_certificate", subject, "the certificate expires in fewer than %d days: %s" % (settings.min_days, detail),
+                       RENEW_FIX)
     if chain_error:
-        why = "the certificate (%s) is not trusted: %s" % (detail, chain_error)
+        why = "the certificate is not trusted (%s): %s" % (chain_error, detail)
         fix = "use a certificate from a public CA (or give ca_path the CA that signed it)"
         return failure(HOST, "tls_certificate", subject, why, fix) if settings.verify_chain else warning(HOST, "tls_certificate", subject, why, fix)
-    if (end - now).days < EXPIRY_WARNING_DAYS:
-        return warning(HOST, "tls_certificate", subject, "the certificate expires in %d days (%s)" % ((end - now).days, detail), renew)
+    if days < 2 * settings.min_days:
+        return warning(HOST, "tls_certificate", subject, "the certificate expires in fewer than %d days: %s" % (2 * settings.min_days, detail),
+                       RENEW_FIX)
     return ok(HOST, "tls_certificate", subject, "trusted certificate " + detail)
+
+
+def describe_certificate(cert, names: Sequence[str], now: datetime.datetime) -> str:
+    """``issued by <issuer> for <names>; <n> days left (until <date>)``, or how long ago it expired."""
+    end = _validity(cert)[1]
+    if end < now:
+        ago = (now - end).days
+        left = "expired on %s (%s)" % (end.date().isoformat(), "today" if ago == 0 else _days(ago) + " ago")
+    else:
+        left = "%s left (until %s)" % (_days((end - now).days), end.date().isoformat())
+    return "issued by %s for %s; %s" % (issuer_name(cert), ", ".join(names) or "no name", left)
+
+
+def _days(count: int) -> str:
+    return "%d day%s" % (count, "" if count == 1 else "s")
+
+
+def issuer_name(cert) -> str:
+    """The issuer's common name, else its organization, else the whole issuer name (RFC 4514)."""
+    for oid in (NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME):
+        values = [a.value for a in cert.issuer.get_attributes_for_oid(oid) if a.value]
+        if values:
+            return str(values[0])
+    return cert.issuer.rfc4514_string() or "an empty issuer name"
 
 
 def _validity(cert) -> Tuple[datetime.datetime, datetime.datetime]:

@@ -15,7 +15,7 @@ version_added: "0.1.0"
 description:
   - Reads DNS (SPF, bounce domain, load balancer and MTA names, PTR and forward-confirmed reverse DNS, HELO names,
     DNS blocklists, customers' DKIM keys, return-path CNAMEs and DMARC) and talks SMTP to the hosts (greeting,
-    STARTTLS, certificate names and validity, AUTH only after TLS, relaying refused), and reads HAProxy statistics.
+    STARTTLS, certificate issuer, names and days to expiry, AUTH only after TLS, relaying refused), and reads HAProxy statistics.
   - Every check reports C(ok), C(warning) or C(failure) with the reason and, when not OK, the change that fixes it.
   - Expectations come from the plan computed by M(kibamail.email_platform.platform_plan); nothing is recomputed.
   - Read-only. It changes nothing anywhere, so C(changed) is always false. The reports it is asked to write are
@@ -60,7 +60,7 @@ options:
     default: 53
   delegation:
     description:
-      - Check the delegation of the plan's domain (group C(platform)): the parent zone's NS for it (the registrar's
+      - Check the delegation of the plan's domain (group C(platform)). The parent zone's NS for it (the registrar's
         setting) must equal the zone's own NS records, and every one of its name servers must answer for it with
         authority. The parent's and the zone's servers are asked directly, without recursion.
       - When the resolver knows no parent zone (a lab), the delegation is a warning saying it was not checked.
@@ -155,6 +155,14 @@ options:
     description: When true an untrusted certificate is a failure; when false, a warning.
     type: bool
     default: true
+  tls_min_days:
+    description:
+      - A certificate with fewer days left than this is a failure (renew it); with fewer than twice as many, a warning.
+      - Every C(tls_certificate) result names the certificate's issuer, its names and the days left.
+      - Keep it below the ACME renewal margin (C(platform_acme_renew_days), 30 by default) so that a renewal
+        which stopped working is reported before the certificate expires. V(0) fails only expired certificates.
+    type: int
+    default: 14
   lb_stats:
     description: HAProxy statistics in CSV (a stats URL ending in C(;csv)); every backend server must be up.
     type: list
@@ -325,6 +333,7 @@ def argument_spec():
         delegation_port=dict(type="int"),
         tls_ca_path=dict(type="path"),
         tls_verify_chain=dict(type="bool", default=True),
+        tls_min_days=dict(type="int", default=14),
         lb_stats=dict(type="list", elements="dict", default=[], options=dict(
             name=dict(type="str", required=True),
             url=dict(type="str", required=True),
@@ -352,6 +361,8 @@ def main():
             ", ".join(missing)))
     if params["workers"] < 1:
         module.fail_json(msg="workers must be at least 1, got %d" % params["workers"])
+    if params["tls_min_days"] < 0:
+        module.fail_json(msg="tls_min_days must be 0 or more, got %d" % params["tls_min_days"])
 
     try:
         resolver = verify_dns.DnsPythonResolver(params["nameserver"], params["nameserver_port"], params["dns_timeout"])
@@ -369,7 +380,8 @@ def main():
             targets = [SmtpTarget(**t) for t in params["smtp_targets"]]
             if params["probe_plan_hosts"]:
                 targets += plan_smtp_targets(plan, params["lb_ports"], params["mta_ports"])
-            settings = SmtpSettings(helo=params["smtp_helo"], ca_path=params["tls_ca_path"], verify_chain=params["tls_verify_chain"])
+            settings = SmtpSettings(helo=params["smtp_helo"], ca_path=params["tls_ca_path"], verify_chain=params["tls_verify_chain"],
+                                    min_days=params["tls_min_days"])
             results += run_host_checks(targets, settings, [(s["name"], s["url"]) for s in params["lb_stats"]], params["workers"])
     except Exception as exc:  # an unexpected bug must still say where it happened
         module.fail_json(msg="verification stopped: %s" % exc, exception=traceback.format_exc())

@@ -6,10 +6,13 @@
 from __future__ import annotations
 
 import base64
+import datetime
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_dkim import (
     DkimKeyError,
@@ -18,7 +21,16 @@ from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_dki
     parse_tags,
 )
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_dns import NODATA, NXDOMAIN, OK, StaticResolver
-from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_smtp import name_matches, plan_smtp_targets
+from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_result import FAILURE, WARNING
+from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_result import OK as CHECK_OK
+from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_smtp import (
+    RENEW_FIX,
+    SmtpSettings,
+    SmtpTarget,
+    check_certificate,
+    name_matches,
+    plan_smtp_targets,
+)
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_spf import SpfEvaluator, all_qualifier, spf_records
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
@@ -63,6 +75,79 @@ def test_certificate_names():
     assert name_matches("smtp.kbmta.net", ["*.kbmta.net"])
     assert not name_matches("a.smtp.kbmta.net", ["*.kbmta.net"])
     assert not name_matches("smtp-mkg.kbmta.net", ["smtp.kbmta.net"])
+
+
+NOW = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.timezone.utc)
+PEBBLE = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Pebble"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "Pebble Intermediate CA 1a2b3c")])
+LISTENER = SmtpTarget(address="203.0.113.10", port=587, name="lb-transactional 203.0.113.10:587", server_names=["smtp.kbmta.net"])
+
+
+def der_certificate(days_left, issuer=PEBBLE, names=("smtp.kbmta.net", "us-mta1.kbmta.net")):
+    """A certificate (DER) for ``names`` from ``issuer``, ending ``days_left`` days (and an hour) after NOW."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+               .issuer_name(issuer).public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(NOW - datetime.timedelta(days=30))
+               .not_valid_after(NOW + datetime.timedelta(days=days_left, hours=1))
+               .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False))
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def certificate_result(days_left, chain_error="", **settings):
+    return check_certificate(LISTENER, SmtpSettings(**settings), der_certificate(days_left), chain_error, now=NOW)
+
+
+def test_certificate_reason_names_issuer_names_and_days_left():
+    result = certificate_result(60)
+    assert result.status == CHECK_OK and result.check == "tls_certificate" and result.fix == ""
+    assert result.reason == ("trusted certificate issued by Pebble Intermediate CA 1a2b3c for smtp.kbmta.net, us-mta1.kbmta.net; "
+                             "60 days left (until 2026-04-30)")
+
+
+@pytest.mark.parametrize("issuer, shown", [
+    (x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Let's Encrypt")]), "issued by Let's Encrypt for"),
+    (x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "US")]), "issued by C=US for"),
+])
+def test_issuer_without_common_name(issuer, shown):
+    der = der_certificate(60, issuer=issuer)
+    assert shown in check_certificate(LISTENER, SmtpSettings(), der, "", now=NOW).reason
+
+
+def test_fewer_days_left_than_the_threshold_fails_with_the_renew_fix():
+    result = certificate_result(5)
+    assert result.status == FAILURE
+    assert "fewer than 14 days" in result.reason and "5 days left (until 2026-03-06)" in result.reason
+    assert "Pebble Intermediate CA 1a2b3c" in result.reason and "us-mta1.kbmta.net" in result.reason
+    assert result.fix == RENEW_FIX and "playbooks/tls.yml" in result.fix and "platform_acme_renew_days" in result.fix
+    # the fix names no listener and no number, so the report shows it once for every listener it applies to
+    assert LISTENER.address not in result.fix and "5" not in result.fix
+
+
+def test_expiry_checks_come_before_trust():
+    """An untrusted certificate that is about to expire is reported as about to expire (renewing fixes both with ACME)."""
+    result = certificate_result(5, chain_error="self-signed certificate", verify_chain=False)
+    assert result.status == FAILURE and result.fix == RENEW_FIX
+
+
+def test_under_twice_the_threshold_warns():
+    result = certificate_result(20)
+    assert result.status == WARNING and "fewer than 28 days" in result.reason and "20 days left" in result.reason
+    assert result.fix == RENEW_FIX
+
+
+def test_expired_certificate_fails_and_still_names_issuer():
+    result = certificate_result(-3)
+    assert result.status == FAILURE and result.fix == RENEW_FIX
+    # it ended 2 days and 23 hours before NOW
+    assert "expired on 2026-02-26 (2 days ago)" in result.reason and "issued by Pebble Intermediate CA 1a2b3c" in result.reason
+
+
+def test_tls_min_days_is_honoured():
+    assert certificate_result(60, min_days=90).status == FAILURE
+    assert "fewer than 90 days" in certificate_result(60, min_days=90).reason
+    assert certificate_result(5, min_days=3).status == WARNING
+    assert certificate_result(5, min_days=0).status == CHECK_OK
 
 
 def test_static_resolver_follows_cnames_and_tells_nodata_from_nxdomain():

@@ -65,7 +65,8 @@ def run(monkeypatch, capsys, args, published=None):
         return fake
 
     monkeypatch.setattr(verify_dns, "DnsPythonResolver", resolver)
-    full = {"plan": PLAN, "dkim_public_keys": {"shop.example": PEM}, "checks": ["platform", "ip", "customer"]}
+    # delegation off: its check asks name servers directly (tests/unit/plugins/module_utils/test_verify_delegation.py)
+    full = {"plan": PLAN, "dkim_public_keys": {"shop.example": PEM}, "checks": ["platform", "ip", "customer"], "delegation": False}
     full.update(args)
     with patch_module_args(full):
         with pytest.raises(SystemExit):
@@ -102,6 +103,19 @@ def test_fail_on_failure_false_reports_without_failing(monkeypatch, capsys):
     out, _asked = run(monkeypatch, capsys, {"fail_on_failure": False}, published)
     assert out.get("failed") is not True
     assert [(f["check"], f["subject"]) for f in out["failures"]] == [("ptr", "192.0.2.2")]
+
+
+@pytest.mark.parametrize("args, min_days", [({}, 14), ({"tls_min_days": 30}, 30)])
+def test_tls_min_days_reaches_the_host_checks(monkeypatch, capsys, args, min_days):
+    seen = []
+    monkeypatch.setattr(platform_verify, "run_host_checks", lambda targets, settings, lb_stats, workers: seen.append(settings) or [])
+    out, _asked = run(monkeypatch, capsys, dict(args, checks=["host"]))
+    assert out.get("failed") is not True and [s.min_days for s in seen] == [min_days]
+
+
+def test_negative_tls_min_days_is_refused(monkeypatch, capsys):
+    out, _asked = run(monkeypatch, capsys, {"tls_min_days": -1})
+    assert out["failed"] is True and "tls_min_days must be 0 or more" in out["msg"]
 
 
 def test_plan_without_its_keys_is_refused(monkeypatch, capsys):
