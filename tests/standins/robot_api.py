@@ -418,6 +418,10 @@ class RobotStandin:
             if method != "GET":
                 return error(405, "METHOD_NOT_ALLOWED", "Method not allowed")
             return self._subnets(query) if len(segments) == 1 else self._subnet("/".join(segments[1:]))
+        if segments[:1] == ["ip"]:
+            if method != "GET":
+                return error(405, "METHOD_NOT_ALLOWED", "Method not allowed")
+            return self._ips(query) if len(segments) == 1 else self._ip("/".join(segments[1:]))
         if segments[:1] == ["rdns"]:
             if len(segments) == 1:
                 return self._rdns_list(query) if method == "GET" else error(405, "METHOD_NOT_ALLOWED", "Method not allowed")
@@ -431,6 +435,26 @@ class RobotStandin:
         if segments[:2] in (["order", "server"], ["order", "server_market"]):
             return self._server_order(segments[1] == "server_market", method, segments[2:], form)
         return error(404, "NOT_FOUND", "Not found")
+
+    # Single IPs: every server's main IP, as GET /ip lists them ------------------------------
+
+    @staticmethod
+    def _ip_view(server: Dict[str, Any]) -> Dict[str, Any]:
+        return {"ip": server["server_ip"], "server_ip": server["server_ip"], "server_number": server["server_number"],
+                "locked": False, "separate_mac": None, "traffic_warnings": False}
+
+    def _ips(self, query: Dict[str, str]) -> Answer:
+        items = [self._ip_view(s) for s in self.state["servers"]
+                 if "server_ip" not in query or s["server_ip"] == query["server_ip"]]
+        if not items:
+            return error(404, "NOT_FOUND", "IP not found")
+        return 200, [{"ip": item} for item in items]
+
+    def _ip(self, ip: str) -> Answer:
+        for server in self.state["servers"]:
+            if server["server_ip"] == ip:
+                return 200, {"ip": self._ip_view(server)}
+        return error(404, "IP_NOT_FOUND", "IP not found")
 
     # Subnets ----------------------------------------------------------------------------
 

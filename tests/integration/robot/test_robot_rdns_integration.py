@@ -217,6 +217,14 @@ def test_bad_names_and_foreign_addresses_are_refused_before_any_write(standin, p
     assert standin.snapshot()["rdns"] == {}
 
 
+def test_a_servers_main_ip_is_in_the_account(standin, playbook) -> None:
+    # GET /ip lists each server's main IP: its PTR is written like a subnet address's.
+    run = playbook("rdns.yml", {"ptr_map": {"203.0.113.31": "eu-mta1.kbmta.net"}})
+    assert run.rc == 0, run.stdout[-3000:]
+    assert standin.snapshot()["rdns"]["203.0.113.31"] == "eu-mta1.kbmta.net"
+    assert [(e["method"], e["path"]) for e in writes(api_log(standin))] == [("PUT", "/rdns/203.0.113.31")]
+
+
 def test_batches_report_what_is_left_and_resume(standin, playbook) -> None:
     wanted = two_pools_ptr_map()
     left = []

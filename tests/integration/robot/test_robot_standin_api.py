@@ -54,6 +54,15 @@ def test_documented_answers(standin) -> None:
     assert call(base + "/rdns/192.0.2.9", "DELETE") == (200, None)
     assert call(base + "/subnet?server_ip=203.0.113.31")[1] == [{"subnet": standin.state["subnets"][1]}]
     assert call(base + "/subnet/203.0.113.0")[1]["error"]["code"] == "SUBNET_NOT_FOUND"
+    # single IPs: each server's main IP (GET /ip lists what GET /subnet does not)
+    ips = call(base + "/ip")[1]
+    assert [i["ip"]["ip"] for i in ips] == [s["server_ip"] for s in standin.state["servers"]]
+    assert call(base + "/ip?server_ip=203.0.113.31")[1] == [{"ip": {
+        "ip": "203.0.113.31", "server_ip": "203.0.113.31", "server_number": 201, "locked": False,
+        "separate_mac": None, "traffic_warnings": False}}]
+    assert call(base + "/ip/203.0.113.31")[1]["ip"]["server_number"] == 201
+    assert call(base + "/ip/203.0.113.99")[1]["error"]["code"] == "IP_NOT_FOUND"
+    assert call(base + "/ip?server_ip=203.0.113.99")[1]["error"]["code"] == "NOT_FOUND"
 
 
 def test_rate_limit_window_and_admin_endpoints(standin) -> None:
