@@ -440,19 +440,19 @@ class RobotStandin:
 
     @staticmethod
     def _ip_view(server: Dict[str, Any]) -> Dict[str, Any]:
-        return {"ip": server["server_ip"], "server_ip": server["server_ip"], "server_number": server["server_number"],
+        return {"ip": server["server_ip"], "server_ip": server["server_ip"], "server_number": server.get("server_number"),
                 "locked": False, "separate_mac": None, "traffic_warnings": False}
 
     def _ips(self, query: Dict[str, str]) -> Answer:
-        items = [self._ip_view(s) for s in self.state["servers"]
-                 if "server_ip" not in query or s["server_ip"] == query["server_ip"]]
+        items = [self._ip_view(s) for s in self.state["servers"] if s.get("server_ip")
+                 and ("server_ip" not in query or s["server_ip"] == query["server_ip"])]
         if not items:
             return error(404, "NOT_FOUND", "IP not found")
         return 200, [{"ip": item} for item in items]
 
     def _ip(self, ip: str) -> Answer:
         for server in self.state["servers"]:
-            if server["server_ip"] == ip:
+            if server.get("server_ip") == ip:
                 return 200, {"ip": self._ip_view(server)}
         return error(404, "IP_NOT_FOUND", "IP not found")
 
