@@ -21,11 +21,11 @@ import pytest
 from pebble_support import tls_handshake
 
 ROOT = Path(__file__).resolve().parents[3]
+INVENTORY = str(ROOT / "inventories" / "lab")
 
 
 @pytest.fixture(scope="module")
 def plan(tmp_path_factory):
-    from conftest import INVENTORY
     import subprocess
     from ansible_env import ansible_env
     out = tmp_path_factory.mktemp("plan") / "plan.json"
