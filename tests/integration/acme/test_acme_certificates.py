@@ -56,7 +56,7 @@ def test_check_mode_on_a_fresh_directory_asks_the_ca_nothing_and_writes_nothing(
     assert run.rc == 0, run.stdout[-3000:]
     assert len(pebble.requests()) == before
     assert not fresh.exists()
-    due = run.task("Report the certificates that are due")
+    due = run.task("Report the certificates that are due (check mode issues nothing)")
     assert sorted(item["item"]["name"] for item in due) == sorted(plan["mtas"])
     assert all(item["changed"] and "Would issue" in item["msg"] for item in due)
 
@@ -109,7 +109,7 @@ def test_fewer_days_left_than_renew_days_renews_every_certificate(tls_run, pebbl
     run = tls_run(cert_dir, platform_acme_renew_days=200)   # pebble issues for 90 days here
     assert run.rc == 0, run.stdout[-3000:]
     assert len(orders(pebble)) - before == len(plan["mtas"])
-    reasons = [item["msg"] for item in run.task("Report the certificates that are due")]
+    reasons = [item["msg"] for item in run.task("Report the certificates that are due (check mode issues nothing)")]
     assert all("fewer than 200" in reason for reason in reasons), reasons
     for mta, conf in plan["mtas"].items():
         pem = cert_dir / ("%s.pem" % mta)
