@@ -299,12 +299,18 @@ class RobotClient:
 
     def get_list(self, path: str, query: Optional[Dict[str, str]] = None) -> List[Any]:
         """GET a list endpoint; Robot's 404 NOT_FOUND for an empty list becomes ``[]``."""
-        result = self.request("GET", path, query=query, absent_codes=("NOT_FOUND",))
-        if result is None:
-            return []
-        if not isinstance(result, list):
-            raise RobotError("GET", path, 200, "UNEXPECTED_ANSWER", "expected a JSON list")
-        return result
+        return read_list(self.request, path, query)
+
+
+def read_list(request: Callable[..., Any], path: str, query: Optional[Dict[str, str]] = None) -> List[Any]:
+    """GET a list endpoint through ``request`` (a client's, or a wrapper of it); Robot's 404
+    NOT_FOUND for an empty list becomes ``[]``."""
+    result = request("GET", path, query=query, absent_codes=("NOT_FOUND",))
+    if result is None:
+        return []
+    if not isinstance(result, list):
+        raise RobotError("GET", path, 200, "UNEXPECTED_ANSWER", "expected a JSON list")
+    return result
 
 
 def _error_of(payload: Any, status: int) -> Dict[str, Any]:

@@ -33,6 +33,7 @@ from ansible_collections.kibamail.email_platform.plugins.module_utils.robot impo
     RobotRateLimitError,
     mask_to_int,
     quote_ip,
+    read_list,
 )
 
 # Hetzner puts this name back on a server's main IP when its PTR is deleted:
@@ -429,13 +430,8 @@ class RdnsSession:
                 self._after_limited(exc, shown)
 
     def get_list(self, path: str, query: Optional[Dict[str, str]] = None) -> List[Any]:
-        """A list endpoint; Robot's 404 ``NOT_FOUND`` for an empty list becomes ``[]``."""
-        answer = self.request("GET", path, query=query, absent_codes=("NOT_FOUND",))
-        if answer is None:
-            return []
-        if not isinstance(answer, list):
-            raise RobotError("GET", path, 200, "UNEXPECTED_ANSWER", "expected a JSON list")
-        return answer
+        """A list endpoint, read through this session's rate-limit pacing."""
+        return read_list(self.request, path, query)
 
     # Reads ------------------------------------------------------------------------------
 
