@@ -10,6 +10,7 @@ test folder uses.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ for _path in (BOUNCE_FILES, STANDINS, SUPPORT):
         sys.path.insert(0, str(_path))
 
 from ansible_env import ansible_env  # noqa: E402  (tests/support)
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s", re.MULTILINE)
 
 # test name -> figures it recorded (printed and saved by conftest at the end of the run)
 FIGURES: Dict[str, Dict[str, Any]] = {}
@@ -48,6 +52,17 @@ class PlaybookRun:
             raise AssertionError("ansible-playbook printed no JSON (rc %d): %s %s"
                                  % (self.rc, self.stdout[-3000:], self.stderr[-3000:]))
         return json.loads(self.stdout[start:])
+
+    @property
+    def plain(self) -> str:
+        """The default callback's output without colour codes (molecule sets ANSIBLE_FORCE_COLOR,
+        which beats ANSIBLE_NOCOLOR)."""
+        return ANSI.sub("", self.stdout)
+
+    @property
+    def recap(self) -> Dict[str, int]:
+        """host -> changed count, from the PLAY RECAP of a default-callback run."""
+        return {host: int(changed) for host, changed in RECAP.findall(self.plain)}
 
     def task(self, name: str, host: str = "localhost") -> Dict[str, Any]:
         """The result of the last task with this name on host."""
@@ -92,6 +107,32 @@ class Lab:
 
     def container(self, name: str) -> str:
         return str(self.host(name).get("container") or name)
+
+
+def lab_env(lab: Lab) -> Dict[str, str]:
+    """The environment scripts/lab.sh gives site.yml (export_lab_env)."""
+    dns = lab.data["dns"]
+    env = {"KB_LAB_DIR": str(lab.directory), "KB_LAB_JSON": str(lab.directory / "lab.json"),
+           "KB_LAB_DNS_SERVER": str(dns["address"]), "KB_LAB_DNS_PORT": str(dns.get("port", 53)),
+           "KB_LAB_TSIG_KEY_FILE": str(dns["tsig"]["key_file"]), "KB_LAB_TSIG_KEY_NAME": str(dns["tsig"]["name"]),
+           "KB_LAB_TSIG_ALGORITHM": str(dns["tsig"]["algorithm"]),
+           "KB_ROBOT_URL": str(lab.data["standins"]["robot"]["url"]),
+           "KB_CLOUD_DNS_URL": str(lab.data["standins"]["cloud_dns"]["url"])}
+    secret = lab.directory / "tsig.secret"
+    if secret.exists():
+        env["KB_LAB_TSIG_SECRET"] = secret.read_text().strip()
+    return env
+
+
+def run_lab_playbooks(lab: Lab, args: List[str], timeout: int = 3600) -> PlaybookRun:
+    """ansible-playbook against the running lab as scripts/lab.sh runs it (its inventory, vault,
+    environment and the settings this machine forces on it); default output, for the recap."""
+    full = ["-i", str(ROOT / lab.data.get("inventory", "inventories/lab")),
+            "--vault-password-file", str(VAULT_PASSWORD_FILE)] + args
+    forced = lab.directory / "site-extra-vars.yml"      # what lab.sh passes site.yml on this machine
+    if forced.exists():
+        full += ["-e", "@%s" % forced]
+    return run_playbook(full, json_output=False, timeout=timeout, env_extra=lab_env(lab))
 
 
 def docker(*args: str, timeout: int = 120, check: bool = True, stdin: Optional[bytes] = None) -> subprocess.CompletedProcess:

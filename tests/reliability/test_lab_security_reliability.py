@@ -24,7 +24,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from reliability_support import ROOT, VAULT_PASSWORD_FILE, Lab, docker, lab_secrets, lab_vault, run_playbook
+from reliability_support import Lab, docker, lab_secrets, lab_vault, run_lab_playbooks
 from smtp_probe import codes, probe
 
 pytestmark = pytest.mark.lab
@@ -169,8 +169,6 @@ def test_bounce_listener_takes_only_bounce_domains(lab: Lab, figures: Dict[str, 
 # ---------------------------------------------------------------- secrets
 
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")   # molecule sets ANSIBLE_FORCE_COLOR, which beats ANSIBLE_NOCOLOR
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s", re.MULTILINE)
 TASK_OR_CHANGED = re.compile(r"^(?:TASK \[(?P<task>[^\]]+)\]|changed: \[(?P<host>[^\]]+)\])", re.MULTILINE)
 
 
@@ -195,39 +193,19 @@ def test_verbose_site_run_leaks_no_secret(lab: Lab, figures: Dict[str, Any]) -> 
     assert any(name.startswith("vault_sasl_passwords") for name in secrets)
     assert any("key line" in name for name in secrets), "no DKIM private key found under %s/dkim" % lab.directory
     started = time.monotonic()
-    args = ["-i", str(ROOT / lab.data.get("inventory", "inventories/lab")), "site.yml", "-vvv",
-            "--vault-password-file", str(VAULT_PASSWORD_FILE)]
-    forced = lab.directory / "site-extra-vars.yml"      # what lab.sh passes site.yml on this machine
-    if forced.exists():
-        args += ["-e", "@%s" % forced]
-    run = run_playbook(args, json_output=False, timeout=3600, env_extra=lab_env(lab))
+    run = run_lab_playbooks(lab, ["site.yml", "-vvv"])
     output = run.stdout + run.stderr
     assert run.rc == 0, output[-4000:]
     leaked = sorted(name for name, value in secrets.items() if value in output)
     assert not leaked, "secrets printed by site.yml -vvv: %s" % leaked
-    plain = ANSI.sub("", run.stdout)
-    recap = {host: int(changed) for host, changed in RECAP.findall(plain)}
+    plain = run.plain
+    recap = run.recap
     assert recap, "no PLAY RECAP in the site.yml output: %s" % plain[-3000:]
     changed = sorted(host for host, count in recap.items() if count)
     assert not changed, ("site.yml on the converged lab changed something (not idempotent) on %s: %s"
                          % (", ".join(changed), "; ".join(changed_tasks(plain))))
     figures.update(secrets_checked=len(secrets), output_bytes=len(output), leaked=0, hosts_unchanged=len(recap),
                    seconds=round(time.monotonic() - started, 1))
-
-
-def lab_env(lab: Lab) -> Dict[str, str]:
-    """The environment scripts/lab.sh gives site.yml (export_lab_env)."""
-    dns = lab.data["dns"]
-    env = {"KB_LAB_DIR": str(lab.directory), "KB_LAB_JSON": str(lab.directory / "lab.json"),
-           "KB_LAB_DNS_SERVER": str(dns["address"]), "KB_LAB_DNS_PORT": str(dns.get("port", 53)),
-           "KB_LAB_TSIG_KEY_FILE": str(dns["tsig"]["key_file"]), "KB_LAB_TSIG_KEY_NAME": str(dns["tsig"]["name"]),
-           "KB_LAB_TSIG_ALGORITHM": str(dns["tsig"]["algorithm"]),
-           "KB_ROBOT_URL": str(lab.data["standins"]["robot"]["url"]),
-           "KB_CLOUD_DNS_URL": str(lab.data["standins"]["cloud_dns"]["url"])}
-    secret = lab.directory / "tsig.secret"
-    if secret.exists():
-        env["KB_LAB_TSIG_SECRET"] = secret.read_text().strip()
-    return env
 
 
 KEY_FILES = r'''

@@ -14,17 +14,21 @@ asking for a name the certificate does not carry are refused.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
+import threading
 from typing import List, Tuple
 
 import pytest
 
-from reliability_support import Lab, lab_resolver, lab_vault
+from reliability_support import Lab, lab_resolver, lab_vault, run_lab_playbooks
 
 pytestmark = pytest.mark.lab
 
 LOGINS = {"transactional": "support@kibamail.com", "marketing": "news@kibamail.com"}
+# One line of pebble's log per ACME request it serves.
+PEBBLE_REQUEST = re.compile(r"^Pebble \S+ \S+ (GET|POST|HEAD) (\S+) -> calling handler", re.M)
 
 
 def trusting_the_lab_ca(lab: Lab) -> ssl.SSLContext:
@@ -133,3 +137,97 @@ def test_a_name_the_certificate_does_not_carry_is_refused(lab: Lab) -> None:
     transactional, marketing = lab.data["submission"]["transactional"], lab.data["submission"]["marketing"]
     with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch|doesn't match"):
         handshake(transactional["address"], 587, marketing["host"], trusting_the_lab_ca(lab))
+
+
+def pebble_requests(lab: Lab) -> List[str]:
+    """Every ACME request the lab's pebble served so far ('METHOD /path'), from its log."""
+    log = (lab.directory / "pebble.log").read_text(errors="replace")
+    return ["%s %s" % m for m in PEBBLE_REQUEST.findall(log)]
+
+
+def serial_at(lab: Lab, entry: dict) -> str:
+    return handshake(entry["address"], 587, entry["host"], trusting_the_lab_ca(lab))["serialNumber"]
+
+
+class OpenSession:
+    """A verified customer session through a load balancer, kept busy with NOOPs (every
+    10 s, from a thread) while something else runs, as a client between messages."""
+
+    def __init__(self, lab: Lab, entry: dict) -> None:
+        self.client = NamedSMTP(entry["host"], timeout=30, local_hostname="client.kibamail.com")
+        self.client.connect(entry["address"], 587)
+        self.client.starttls(context=trusting_the_lab_ca(lab))
+        self.client.ehlo()
+        self.serial = self.client.sock.getpeercert()["serialNumber"]
+        self.replies: List[int] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._keep_busy, daemon=True)
+        self.thread.start()
+
+    def _keep_busy(self) -> None:
+        while not self.stop.wait(10):
+            try:
+                self.replies.append(self.client.noop()[0])
+            except (smtplib.SMTPException, OSError):
+                self.replies.append(-1)
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=40)
+        self.client.close()
+
+
+def test_a_renewal_replaces_every_certificate_keeps_open_sessions_and_a_rerun_asks_the_ca_nothing(lab: Lab) -> None:
+    """Issue 22's renewal proof on the running lab: with a renew threshold above pebble's
+    validity, tls.yml renews every MTA's certificate and mta.yml installs them with a Postfix
+    reload; a customer session opened before it keeps working through it, new sessions see
+    the new certificate, and a second tls.yml run sends pebble no request at all."""
+    mtas = lab.hosts_with_role("mta_transactional") + lab.hosts_with_role("mta_marketing")
+    entry = lab.data["submission"]["transactional"]
+    old_serials = {pool: serial_at(lab, e) for pool, e in lab.data["submission"].items()}
+    session = OpenSession(lab, entry)
+    before = pebble_requests(lab)
+    try:
+        run = run_lab_playbooks(lab, ["playbooks/tls.yml", "playbooks/mta.yml",
+                                      "-e", "platform_acme_renew_days=3650"])
+        assert run.rc == 0, (run.stdout + run.stderr)[-4000:]
+        # The session opened before the reload still answers: Postfix was reloaded, not restarted.
+        assert session.client.noop()[0] == 250
+        assert session.client.ehlo()[0] == 250
+        assert session.replies and set(session.replies) == {250}, session.replies
+    finally:
+        session.close()
+    orders = [r for r in pebble_requests(lab)[len(before):] if r.startswith("POST /order-plz")]
+    assert len(orders) == len(mtas), orders
+    for pool, e in lab.data["submission"].items():
+        assert serial_at(lab, e) != old_serials[pool], "%s still shows the old certificate" % pool
+    assert session.serial == old_serials["transactional"]
+
+    # Nothing due now: the CA is not contacted at all, and nothing changes.
+    before = pebble_requests(lab)
+    again = run_lab_playbooks(lab, ["playbooks/tls.yml"])
+    assert again.rc == 0, (again.stdout + again.stderr)[-4000:]
+    assert pebble_requests(lab) == before
+    assert again.recap.get("localhost") == 0, again.plain[-2000:]
+
+
+def test_an_mta_keeps_its_ca_certificate_when_the_controller_has_no_copy(lab: Lab) -> None:
+    """A controller without platform_acme_cert_dir (a new one, a lost directory): mta.yml
+    must not put a self-signed pair over the CA's certificate in place. us-mta1 keeps it,
+    the run says why and changes nothing."""
+    acme_dir = lab.directory / "acme"
+    moved = lab.directory / "acme.moved-by-test"
+    mta = lab.hosts_with_role("mta_transactional")[0]
+    # the MTA's own name (on its certificate), as the bounce domain's MX list gives it
+    name = next(host for host, address in mx_listeners(lab) if address == lab.address(mta))
+    before = handshake(lab.address(mta), 25, name, trusting_the_lab_ca(lab))["serialNumber"]
+    acme_dir.rename(moved)
+    try:
+        run = run_lab_playbooks(lab, ["playbooks/mta.yml", "--limit", mta])
+    finally:
+        moved.rename(acme_dir)
+    assert run.rc == 0, (run.stdout + run.stderr)[-4000:]
+    assert "the certificate in place stays" in run.plain, run.plain[-3000:]
+    assert run.recap.get(mta) == 0, run.plain[-3000:]
+    assert handshake(lab.address(mta), 25, name, trusting_the_lab_ca(lab))["serialNumber"] == before
