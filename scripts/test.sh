@@ -68,7 +68,7 @@ stage_integration() {
   [ -d tests/reliability ] && dirs+=(tests/reliability)
   # The lab's own tests run in the platform scenario; here they would meet a
   # lab that another lane is bringing up.
-  env -u KB_LAB_TESTS python -m pytest -q -p no:cacheprovider --ignore=tests/integration/lab "${dirs[@]}"
+  env -u KB_LAB_TESTS python -m pytest -q -p no:cacheprovider --durations=15 --ignore=tests/integration/lab "${dirs[@]}"
 }
 stage_build() { scripts/build-collection.sh; }
 stage_molecule() { molecule test -s "$1"; }
