@@ -154,7 +154,7 @@ def test_strict_reader_refuses_what_the_format_forbids():
 def config(config_file, tmp_path):
     backups = tmp_path / "backups"
     backups.mkdir()
-    return configmod.load(config_file(backup_dir=str(backups), customers={
+    return configmod.load(config_file(customers={
         "kb-bounces.kibamail.com": "kibamail.com", "kb-bounces.shop.example": "shop.example"}))
 
 
@@ -175,9 +175,9 @@ def test_metrics_count_events_backlog_quarantine_and_backups(config, tmp_path):
     db.close()
     for name in ("one.eml", "one.json", "two.eml"):
         (tmp_path / "quarantine" / name).write_text("x")
-    backupmod.take(config.database, config.backup_dir, now=NOW - 3600)
+    backupmod.take(config.database, str(tmp_path / "backups"), now=NOW - 3600)
 
-    parsed = parse_exposition(metrics.text(config, now=NOW))
+    parsed = parse_exposition(metrics.text(config, str(tmp_path / "backups"), now=NOW))
     assert values(parsed, "kb_bounce_events_total") == {
         (("class", "hard"), ("customer", "kibamail.com"), ("reason", "bad-mailbox")): 2,
         (("class", "soft"), ("customer", "kibamail.com"), ("reason", "mailbox-full")): 1,
@@ -206,7 +206,7 @@ def test_metrics_count_events_backlog_quarantine_and_backups(config, tmp_path):
 
 
 def test_metrics_of_an_empty_and_of_an_unreadable_store(config, tmp_path):
-    parsed = parse_exposition(metrics.text(config, now=NOW))
+    parsed = parse_exposition(metrics.text(config, str(tmp_path / "backups"), now=NOW))
     assert parsed["kb_bounce_events_total"]["samples"] == {}
     assert list(parsed["kb_bounce_webhook_oldest_undelivered_age_seconds"]["samples"].values()) == [0]
     assert list(parsed["kb_bounce_webhook_last_success_timestamp_seconds"]["samples"].values()) == [0]
@@ -215,6 +215,7 @@ def test_metrics_of_an_empty_and_of_an_unreadable_store(config, tmp_path):
     parsed = parse_exposition(metrics.text(config, now=NOW))
     assert list(parsed["kb_bounce_store_up"]["samples"].values()) == [0]
     assert "kb_bounce_webhook_backlog_events" not in parsed
+    assert "kb_bounce_backup_copies" not in parsed  # no backup directory given
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) not installed")
@@ -304,10 +305,13 @@ def test_prune_keeps_recent_copies_and_always_the_newest(tmp_path):
     assert [p for _, p in backupmod.copies(directory)] == old[2:]
 
 
-def test_backup_command_needs_a_directory(config_file, tmp_path):
+def test_backup_command(config_file, tmp_path):
     cfg = config_file()
     storemod.Store(configmod.load(cfg).database).close()
-    assert cli.main(["--config", cfg, "backup"]) == 64
+    with pytest.raises(SystemExit):
+        cli.main(["--config", cfg, "backup"])
+    assert cli.main(["--config", cfg, "backup", "--dir", str(tmp_path), "--keep-days", "0"]) == 64
+    assert cli.main(["--config", cfg, "backup", "--dir", str(tmp_path / "absent")]) == 75
     assert cli.main(["--config", cfg, "backup", "--dir", str(tmp_path)]) == 0
     assert len(backupmod.copies(str(tmp_path))) == 1
 

@@ -87,13 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     metrics = sub.add_parser("metrics", help="figures in the Prometheus text format")
     metrics.add_argument("--output", help="write this file atomically (mode 0644) instead of standard output")
+    metrics.add_argument("--backup-dir", default="", help="also tell the newest copy in this directory")
     # The store is read as its owner; the file is written with the caller's rights (root can write
     # node exporter's directory, the processor's user cannot).
     metrics.set_defaults(func=cmd_metrics, keep_rights=True)
 
     backup = sub.add_parser("backup", help="copy the database while it is written; remove old copies")
-    backup.add_argument("--dir", help="where copies go (default: backup_dir of the settings)")
-    backup.add_argument("--keep-days", type=int, help="remove copies older than this (default: backup_keep_days)")
+    backup.add_argument("--dir", required=True, help="where copies go")
+    backup.add_argument("--keep-days", type=int, default=7, help="remove older copies, never the newest (default: 7)")
     backup.set_defaults(func=cmd_backup)
 
     restore = sub.add_parser("restore", help="merge a copy back into the database (nothing lost, nothing twice)")
@@ -337,7 +338,7 @@ def cmd_quarantine(args: argparse.Namespace, config: configmod.Config) -> int:
 def cmd_metrics(args: argparse.Namespace, config: configmod.Config) -> int:
     """Print or write the figures."""
     try:
-        body = as_store_owner(config.database, lambda: metricsmod.text(config).encode("utf-8"))
+        body = as_store_owner(config.database, lambda: metricsmod.text(config, args.backup_dir).encode("utf-8"))
         if args.output:
             storemod.write_durably(args.output, body, 0o644)  # node exporter runs as another user
         else:
@@ -350,19 +351,17 @@ def cmd_metrics(args: argparse.Namespace, config: configmod.Config) -> int:
 
 def cmd_backup(args: argparse.Namespace, config: configmod.Config) -> int:
     """Take a copy, then remove the old ones."""
-    directory = args.dir or config.backup_dir
-    keep_days = args.keep_days or config.backup_keep_days
-    if not directory:
-        print("kb-bounce: no backup directory: set backup_dir in the settings or pass --dir", file=sys.stderr)
+    if args.keep_days < 1:
+        print("kb-bounce: --keep-days must be at least 1", file=sys.stderr)
         return EX_USAGE
     try:
-        path = backupmod.take(config.database, directory)
-        removed = backupmod.prune(directory, keep_days)
+        path = backupmod.take(config.database, args.dir)
+        removed = backupmod.prune(args.dir, args.keep_days)
     except (backupmod.BackupError, sqlite3.Error, OSError) as exc:
         print("kb-bounce: backup failed: %s" % exc, file=sys.stderr)
         return EX_TEMPFAIL
     print("kb-bounce: copied %s to %s; removed %d file(s) older than %d day(s)" % (
-        config.database, path, len(removed), keep_days))
+        config.database, path, len(removed), args.keep_days))
     return EX_OK
 
 

@@ -31,8 +31,6 @@ class Config:
     return_path_label: str = "kb-bounces"
     customers: Dict[str, str] = field(default_factory=dict)
     max_message_bytes: int = 20 * 1024 * 1024
-    backup_dir: str = ""
-    backup_keep_days: int = 7
 
 
 def load(path: str = DEFAULT_PATH) -> Config:
@@ -68,8 +66,6 @@ def from_dict(data: Dict[str, object], origin: str = "configuration") -> Config:
     config = Config(**values)
     if config.retry_initial_seconds <= 0 or config.retry_max_seconds < config.retry_initial_seconds:
         raise ConfigError("%s: need 0 < retry_initial_seconds <= retry_max_seconds" % origin)
-    if config.backup_keep_days < 1:
-        raise ConfigError("%s: backup_keep_days must be at least 1" % origin)
     return config
 
 

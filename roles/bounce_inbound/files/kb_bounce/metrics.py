@@ -161,8 +161,8 @@ def backup_families(directory: str) -> List[Family]:
     ]
 
 
-def collect(config: configmod.Config, now: Optional[float] = None) -> List[Family]:
-    """Every family; kb_bounce_store_up says whether the store could be read."""
+def collect(config: configmod.Config, backup_dir: str = "", now: Optional[float] = None) -> List[Family]:
+    """Every family (the backup ones when backup_dir is given); kb_bounce_store_up: the store was read."""
     now = time.time() if now is None else now
     families: List[Family] = []
     try:
@@ -176,13 +176,13 @@ def collect(config: configmod.Config, now: Optional[float] = None) -> List[Famil
         families, up = [], 0
     families.append(Family("kb_bounce_store_up", "gauge", "1 when the events database could be read.").add(up))
     families.extend(quarantine_family(config.quarantine_dir))
-    families.extend(backup_families(config.backup_dir))
+    families.extend(backup_families(backup_dir))
     families.append(Family("kb_bounce_metrics_generated_timestamp_seconds", "gauge",
                            "Unix time these figures were taken.").add(round(now, 3)))
     return families
 
 
-def text(config: configmod.Config, now: Optional[float] = None) -> str:
+def text(config: configmod.Config, backup_dir: str = "", now: Optional[float] = None) -> str:
     """The exposition text of every family."""
-    return render(collect(config, now))
+    return render(collect(config, backup_dir, now))
 
