@@ -73,7 +73,7 @@ class Hook:
 
     def ids(self):
         """The Idempotency-Key of every POST, in order."""
-        return [headers["Idempotency-Key"] for headers, _ in self.received]
+        return [received[0]["Idempotency-Key"] for received in self.received]
 
     def close(self) -> None:
         self.server.shutdown()

@@ -40,7 +40,8 @@ def parse_exposition(body):
         raise ValueError("no final line feed")
     for number, line in enumerate(body[:-1].split("\n"), 1):
         if line.startswith(("# HELP ", "# TYPE ")):
-            keyword, (name, _, rest) = line[2:6].lower(), line[7:].partition(" ")
+            keyword, parts = line[2:6].lower(), line[7:].split(" ", 1)
+            name, rest = parts[0], parts[1] if len(parts) > 1 else ""
             if not NAME_RE.match(name):
                 raise ValueError("line %d: bad name %r" % (number, name))
             entry = families.setdefault(name, {"samples": {}})
@@ -62,9 +63,9 @@ def parse_exposition(body):
             if not label:
                 raise ValueError("line %d: malformed labels %r" % (number, match.group(2)))
             pairs.append((label.group(1), re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1),
-                                                  label.group(2))))
+                                                 label.group(2))))
             raw = raw[label.end():]
-        if len({k for k, _ in pairs}) != len(pairs):
+        if len(dict(pairs)) != len(pairs):
             raise ValueError("line %d: a label twice" % number)
         samples = families[current]["samples"]
         if tuple(pairs) in samples:
@@ -302,7 +303,7 @@ def test_prune_keeps_recent_copies_and_always_the_newest(tmp_path):
     os.utime(stale, (NOW - 2 * 86400, NOW - 2 * 86400))
     assert sorted(backupmod.prune(directory, 7, now=NOW)) == sorted(old[:2] + [stale])
     assert backupmod.prune(directory, 1, now=NOW) == []  # the newest stays, however old
-    assert [p for _, p in backupmod.copies(directory)] == old[2:]
+    assert [copy[1] for copy in backupmod.copies(directory)] == old[2:]
 
 
 def test_backup_command(config_file, tmp_path):

@@ -227,6 +227,6 @@ def classify(status: Optional[str], smtp_code: Optional[int], diagnostic: str, a
 # reason is the report's own word: the metrics count an unknown one as "other" to keep the label
 # set bounded.
 BOUNCE_REASONS = frozenset(STATUS_REASONS.values()) | frozenset(SUBJECT_REASONS.values()) | frozenset(
-    reason for _, reason in TEXT_RULES) | frozenset(("transient", "other", "delayed"))
+    rule[1] for rule in TEXT_RULES) | frozenset(("transient", "other", "delayed"))
 COMPLAINT_REASONS = frozenset(("abuse", "fraud", "virus", "other", "not-spam", "auth-failure", "unsubscribe"))
 CLASSES = (HARD, SOFT, DELAY, COMPLAINT)

@@ -147,8 +147,7 @@ def as_store_owner(database: str, produce: Callable[[], bytes]) -> bytes:
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
         data = pipe.read()
-    _, wait_status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(wait_status) != 0:
+    if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
         raise OSError("reading the store as its owner failed")
     return data
 

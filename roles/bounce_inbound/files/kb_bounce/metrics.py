@@ -185,4 +185,3 @@ def collect(config: configmod.Config, backup_dir: str = "", now: Optional[float]
 def text(config: configmod.Config, backup_dir: str = "", now: Optional[float] = None) -> str:
     """The exposition text of every family."""
     return render(collect(config, backup_dir, now))
-

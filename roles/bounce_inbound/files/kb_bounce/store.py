@@ -201,8 +201,8 @@ def quarantine(directory: str, sha256: str, raw: bytes, reason: str, now: Option
     path = os.path.join(directory, name + ".eml")
     write_durably(path, raw)
     write_durably(os.path.join(directory, name + ".json"),
-                   json.dumps({"reason": reason, "sha256": sha256, "received_at": _iso(now)},
-                              sort_keys=True).encode("utf-8"))
+                  json.dumps({"reason": reason, "sha256": sha256, "received_at": _iso(now)},
+                             sort_keys=True).encode("utf-8"))
     return path
 
 
