@@ -46,3 +46,43 @@ def config_file(tmp_path):
         path.write_text(json.dumps(data), encoding="utf-8")
         return str(path)
     return write
+
+
+class Hook:
+    """A webhook on loopback that answers 200 and records every POST (headers, body)."""
+
+    def __init__(self) -> None:
+        import http.server  # pylint: disable=import-outside-toplevel
+        import threading  # pylint: disable=import-outside-toplevel
+
+        self.received = []
+        received = self.received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server naming)
+                received.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/hook" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def ids(self):
+        """The Idempotency-Key of every POST, in order."""
+        return [received[0]["Idempotency-Key"] for received in self.received]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hook():
+    """A recording webhook on 127.0.0.1."""
+    receiver = Hook()
+    yield receiver
+    receiver.close()

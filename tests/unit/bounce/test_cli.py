@@ -96,38 +96,18 @@ def test_unknown_setting_is_refused(config_file):
         configmod.load(config_file(webhook_ulr="http://x"))
 
 
-def test_replay_delivers_undelivered(config_file, tmp_path):
-    import http.server
-    import threading
-
-    got = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            got.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        down = config_file()
-        assert run(["--config", down, "ingest", "--recipient", VERP], _corpus("postfix-user-unknown.eml")).returncode == 0
-        assert run(["--config", down, "deliver"]).returncode == 0  # webhook unreachable: stays pending
-        pending = run(["--config", down, "list", "--undelivered"]).stdout.decode()
-        assert "pending(1)" in pending
-        up = config_file(webhook_url="http://127.0.0.1:%d/" % server.server_address[1])
-        proc = run(["--config", up, "replay"])
-        assert proc.returncode == 0 and b"delivered 1" in proc.stdout
-        assert len(got) == 1
-        assert run(["--config", up, "replay"]).stdout.startswith(b"replayed 0")
-        assert len(got) == 1
-    finally:
-        server.shutdown()
-        server.server_close()
+def test_replay_delivers_undelivered(config_file, hook):
+    down = config_file()
+    assert run(["--config", down, "ingest", "--recipient", VERP], _corpus("postfix-user-unknown.eml")).returncode == 0
+    assert run(["--config", down, "deliver"]).returncode == 0  # webhook unreachable: stays pending
+    pending = run(["--config", down, "list", "--undelivered"]).stdout.decode()
+    assert "pending(1)" in pending
+    up = config_file(webhook_url=hook.url)
+    proc = run(["--config", up, "replay"])
+    assert proc.returncode == 0 and b"delivered 1" in proc.stdout
+    assert len(hook.received) == 1
+    assert run(["--config", up, "replay"]).stdout.startswith(b"replayed 0")
+    assert len(hook.received) == 1
 
 
 @settings(max_examples=200, deadline=None)

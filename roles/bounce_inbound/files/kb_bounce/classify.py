@@ -220,3 +220,13 @@ def classify(status: Optional[str], smtp_code: Optional[int], diagnostic: str, a
         # A temporary failure given up on: never hard, whatever the words say.
         return Verdict(SOFT, "transient" if reason in HARD_REASONS or reason == "other" else reason)
     return Verdict(_class_of(reason), reason)
+
+
+# Every reason a bounce or a delay can carry, and the complaint reasons the platform knows (the
+# ARF Feedback-Types registered at IANA, RFC 5965/6591/6650, and Apple's unsubscribe). A complaint's
+# reason is the report's own word: the metrics count an unknown one as "other" to keep the label
+# set bounded.
+BOUNCE_REASONS = frozenset(STATUS_REASONS.values()) | frozenset(SUBJECT_REASONS.values()) | frozenset(
+    rule[1] for rule in TEXT_RULES) | frozenset(("transient", "other", "delayed"))
+COMPLAINT_REASONS = frozenset(("abuse", "fraud", "virus", "other", "not-spam", "auth-failure", "unsubscribe"))
+CLASSES = (HARD, SOFT, DELAY, COMPLAINT)

@@ -9,6 +9,9 @@ list        recent events
 replay      send undelivered events now, ignoring their backoff
 quarantine  messages kept aside because they could not be parsed
 check       validate the settings file
+metrics     figures in the Prometheus text format (node exporter's textfile collector)
+backup      copy the database while it is written; remove old copies
+restore     merge a copy back into the database (nothing lost, nothing twice)
 """
 from __future__ import annotations
 
@@ -22,9 +25,10 @@ import sqlite3
 import sys
 import time
 from dataclasses import asdict
-from typing import Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional
 
-from kb_bounce import __version__, config as configmod, parse, store as storemod, verp, webhook
+from kb_bounce import __version__, backup as backupmod, config as configmod, metrics as metricsmod, parse
+from kb_bounce import store as storemod, verp, webhook
 
 EX_OK = 0
 EX_USAGE = 64
@@ -41,7 +45,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("kb-bounce: %s" % exc, file=sys.stderr)
         return EX_TEMPFAIL if args.command == "ingest" else EX_CONFIG
     os.umask(0o027)
-    drop_privileges(config.database)
+    if not getattr(args, "keep_rights", False):
+        drop_privileges(config.database)
     return args.func(args, config)
 
 
@@ -79,22 +84,72 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.add_argument("--limit", type=int, default=20)
     quarantine.add_argument("--json", action="store_true")
     quarantine.set_defaults(func=cmd_quarantine)
+
+    metrics = sub.add_parser("metrics", help="figures in the Prometheus text format")
+    metrics.add_argument("--output", help="write this file atomically (mode 0644) instead of standard output")
+    metrics.add_argument("--backup-dir", default="", help="also tell the newest copy in this directory")
+    # The store is read as its owner; the file is written with the caller's rights (root can write
+    # node exporter's directory, the processor's user cannot).
+    metrics.set_defaults(func=cmd_metrics, keep_rights=True)
+
+    backup = sub.add_parser("backup", help="copy the database while it is written; remove old copies")
+    backup.add_argument("--dir", required=True, help="where copies go")
+    backup.add_argument("--keep-days", type=int, default=7, help="remove older copies, never the newest (default: 7)")
+    backup.set_defaults(func=cmd_backup)
+
+    restore = sub.add_parser("restore", help="merge a copy back into the database (nothing lost, nothing twice)")
+    restore.add_argument("file", help="a copy made by kb-bounce backup")
+    restore.set_defaults(func=cmd_restore)
     return parser
+
+
+def store_owner(database: str) -> Optional[os.stat_result]:
+    """The database directory's status when a user other than root owns it (the processor's user)."""
+    try:
+        info = os.stat(os.path.dirname(os.path.abspath(database)))
+    except OSError:
+        return None
+    return None if info.st_uid == 0 else info
 
 
 def drop_privileges(database: str) -> None:
     """Run as the owner of the database directory when started as root, so files keep their owner."""
     if os.geteuid() != 0:
         return
-    try:
-        info = os.stat(os.path.dirname(os.path.abspath(database)))
-    except OSError:
-        return
-    if info.st_uid == 0:
+    info = store_owner(database)
+    if info is None:
         return
     os.setgroups([])
     os.setgid(info.st_gid)
     os.setuid(info.st_uid)
+
+
+def as_store_owner(database: str, produce: Callable[[], bytes]) -> bytes:
+    """produce() run as the store's owner (in a child process when we are root); its bytes."""
+    if os.geteuid() != 0 or store_owner(database) is None:
+        return produce()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to the owner, produce, hand the bytes over
+        status = 1
+        try:
+            os.close(read_end)
+            drop_privileges(database)
+            data = produce()
+            with os.fdopen(write_end, "wb") as pipe:
+                pipe.write(data)
+            status = 0
+        except BaseException as exc:  # pylint: disable=broad-except
+            print("kb-bounce: %s" % exc, file=sys.stderr)
+            sys.stderr.flush()
+        finally:
+            os._exit(status)  # pylint: disable=protected-access
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+        raise OSError("reading the store as its owner failed")
+    return data
 
 
 def read_stdin(limit: int) -> bytes:
@@ -276,4 +331,52 @@ def cmd_quarantine(args: argparse.Namespace, config: configmod.Config) -> int:
             print(json.dumps(row, sort_keys=True))
         else:
             print("%s  %s  %s" % (row["quarantine_file"], row["envelope_recipient"] or "-", row["detail"]))
+    return EX_OK
+
+
+def cmd_metrics(args: argparse.Namespace, config: configmod.Config) -> int:
+    """Print or write the figures."""
+    try:
+        body = as_store_owner(config.database, lambda: metricsmod.text(config, args.backup_dir).encode("utf-8"))
+        if args.output:
+            storemod.write_durably(args.output, body, 0o644)  # node exporter runs as another user
+        else:
+            sys.stdout.write(body.decode("utf-8"))
+    except OSError as exc:
+        print("kb-bounce: cannot write the metrics: %s" % exc, file=sys.stderr)
+        return EX_TEMPFAIL
+    return EX_OK
+
+
+def cmd_backup(args: argparse.Namespace, config: configmod.Config) -> int:
+    """Take a copy, then remove the old ones."""
+    if args.keep_days < 1:
+        print("kb-bounce: --keep-days must be at least 1", file=sys.stderr)
+        return EX_USAGE
+    try:
+        path = backupmod.take(config.database, args.dir)
+        removed = backupmod.prune(args.dir, args.keep_days)
+    except (backupmod.BackupError, sqlite3.Error, OSError) as exc:
+        print("kb-bounce: backup failed: %s" % exc, file=sys.stderr)
+        return EX_TEMPFAIL
+    print("kb-bounce: copied %s to %s; removed %d file(s) older than %d day(s)" % (
+        config.database, path, len(removed), args.keep_days))
+    return EX_OK
+
+
+def cmd_restore(args: argparse.Namespace, config: configmod.Config) -> int:
+    """Merge a copy into the database; no delivery runs meanwhile."""
+    try:
+        with delivery_lock(config.database):
+            result = backupmod.restore(args.file, config.database)
+    except backupmod.BackupError as exc:
+        print("kb-bounce: %s" % exc, file=sys.stderr)
+        return EX_USAGE
+    except (sqlite3.Error, OSError) as exc:
+        print("kb-bounce: restore failed, nothing changed: %s" % exc, file=sys.stderr)
+        return EX_TEMPFAIL
+    print("restored %s: %d event(s) in the copy; %d added (%d undelivered, due now: the deliverer sends each once);"
+          " %d already present; %d marked delivered as the copy knew; %d message record(s) added" % (
+              args.file, result.in_copy, result.added, result.added_undelivered, result.already_present,
+              result.marked_delivered, result.messages_added))
     return EX_OK

@@ -10,13 +10,14 @@ and is stored once.  ``delivered_at`` is set only after the webhook answered
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sqlite3
 import time
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -153,6 +154,24 @@ class Store:
         quarantined = self.conn.execute("SELECT COUNT(*) FROM messages WHERE kind = 'unparseable'").fetchone()[0]
         return {"events": row["total"] or 0, "pending": row["pending"] or 0, "quarantined": quarantined}
 
+    def event_totals(self) -> List[Tuple[Optional[str], str, Optional[str], int]]:
+        """(customer domain, class, reason, number) of the events stored, for the metrics."""
+        rows = self.conn.execute(
+            "SELECT json_extract(payload, '$.customer_domain'), class, json_extract(payload, '$.reason'), COUNT(*)"
+            " FROM events GROUP BY 1, 2, 3").fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def message_totals(self) -> Dict[str, int]:
+        """Messages ingested, by kind (report, ignored, unparseable)."""
+        return {r[0]: r[1] for r in self.conn.execute("SELECT kind, COUNT(*) FROM messages GROUP BY kind")}
+
+    def backlog(self) -> Dict[str, Optional[float]]:
+        """Undelivered events, those that failed at least once, the oldest one's arrival, the last delivery."""
+        row = self.conn.execute(
+            "SELECT COUNT(*), SUM(attempts > 0), MIN(received_at) FROM events WHERE delivered_at IS NULL").fetchone()
+        last = self.conn.execute("SELECT MAX(delivered_at) FROM events").fetchone()[0]
+        return {"pending": row[0], "failing": row[1] or 0, "oldest_received_at": row[2], "last_delivered_at": last}
+
     def messages(self, kind: Optional[str] = None, limit: int = 50) -> List[Dict[str, object]]:
         """Ingested messages, newest first (kind: report, autoreply, unparseable)."""
         if kind is None:
@@ -180,22 +199,34 @@ def quarantine(directory: str, sha256: str, raw: bytes, reason: str, now: Option
     now = time.time() if now is None else now
     name = "%s-%s" % (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)), sha256[:16])
     path = os.path.join(directory, name + ".eml")
-    _write_durably(path, raw)
-    _write_durably(os.path.join(directory, name + ".json"),
-                   json.dumps({"reason": reason, "sha256": sha256, "received_at": _iso(now)},
-                              sort_keys=True).encode("utf-8"))
+    write_durably(path, raw)
+    write_durably(os.path.join(directory, name + ".json"),
+                  json.dumps({"reason": reason, "sha256": sha256, "received_at": _iso(now)},
+                             sort_keys=True).encode("utf-8"))
     return path
 
 
-def _write_durably(path: str, data: bytes) -> None:
+def write_durably(path: str, data: bytes, mode: int = 0o640) -> None:
+    """Write a file atomically (a temporary file renamed over it) and durably (fsync of both)."""
     tmp = "%s.tmp.%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)  # whatever the umask
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    sync_directory(os.path.dirname(path))
+
+
+def sync_directory(directory: str) -> None:
+    """Make a rename or an unlink in a directory durable."""
+    dir_fd = os.open(directory or ".", os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
