@@ -125,7 +125,7 @@ def slowest_tasks(recap: str) -> list:
 
 def print_profile(title: str, run: dict) -> None:
     print("\n### %s: %.1f s, changed=%d (%s)\n" % (title, run["wall"], run["changed"], run["log"]))
-    print("| play | tasks started | seconds |")
+    print("| play | task starts (all hosts) | seconds |")
     print("|---|---:|---:|")
     for name, (secs, tasks) in run["plays"].items():
         print("| %s | %d | %.1f |" % (name, tasks, secs))
