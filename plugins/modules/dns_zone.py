@@ -422,7 +422,9 @@ def run_one(module: AnsibleModule) -> None:
 
 def run_many(module: AnsibleModule) -> None:
     params = module.params
-    concurrency = params["concurrency"] or DEFAULT_CONCURRENCY[params["provider"]]
+    concurrency = params["concurrency"]
+    if concurrency is None:
+        concurrency = DEFAULT_CONCURRENCY[params["provider"]]
     if concurrency < 1:
         module.fail_json(msg="concurrency must be at least 1, not %d" % concurrency)
     make_provider(module)  # fails here, once, if the provider's library is missing
