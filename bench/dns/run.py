@@ -393,8 +393,9 @@ def plan_jobs(args: argparse.Namespace, plan: Dict[str, Any], published: Zones) 
     jobs = []
     for backend in BACKENDS:
         common = {"backend": backend, "ttl": plan["ttl"]}
+        peers = () if args.no_peers else (backend.peer,)
         jobs += [Job(plan["domain"], tool=tool, zones=platform, total_zones=1, total_rrsets=record_count(platform),
-                     runs=args.runs, **common) for tool in (DNS_ZONE, backend.peer)]
+                     runs=args.runs, **common) for tool in (DNS_ZONE,) + peers]
         jobs.append(Job(scope, tool=DNS_ZONES, zones=zones, total_zones=len(zones), total_rrsets=record_count(zones),
                         runs=args.runs, **common))
         if args.full_runs > 0:
@@ -402,7 +403,7 @@ def plan_jobs(args: argparse.Namespace, plan: Dict[str, Any], published: Zones) 
                             total_rrsets=record_count(zones), runs=args.full_runs, **common))
         if 0 < args.sample < len(zones):
             jobs += [Job(scope, tool=tool, zones=sample, total_zones=len(zones), total_rrsets=record_count(zones),
-                         runs=args.runs, **common) for tool in (DNS_ZONE, backend.peer)]
+                         runs=args.runs, **common) for tool in (DNS_ZONE,) + peers]
     return jobs
 
 
@@ -419,8 +420,8 @@ def table(result: List[Row]) -> str:
 
 
 def header(args: argparse.Namespace, plan: Dict[str, Any], zones: Zones) -> str:
-    command = "python bench/dns/run.py --customers %d --sample %d --runs %d --full-runs %d" % (
-        args.customers, args.sample, args.runs, args.full_runs)
+    command = "python bench/dns/run.py --customers %d --sample %d --runs %d --full-runs %d%s" % (
+        args.customers, args.sample, args.runs, args.full_runs, " --no-peers" if args.no_peers else "")
     domain = plan["domain"]
     return "\n".join([
         "## DNS: dns_zone, many zones in one task or a loop, against one task per record set (bench/dns/run.py)", "",
@@ -461,6 +462,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of the kbmta.net zone and the sample (default 3)")
     parser.add_argument("--full-runs", type=int, default=1,
                         help="runs of the dns_zone loop over all customer zones (default 1; 0: sample only)")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="leave out the per-record tools (nsupdate, zone_rrset): dns_zone's rows only")
     args = parser.parse_args()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-dns-") as tmp:
