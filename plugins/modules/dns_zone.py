@@ -46,6 +46,37 @@ options:
       - Name of the zone, with or without the trailing dot.
       - Exactly one of O(zone) and O(zones) is required.
     type: str
+  records: &records
+    description:
+      - The record sets the zone must hold.
+      - Each entry is one record set, that is every value of one name and type. A name and type may appear only once.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description:
+          - Owner name, absolute (V(spf.kbmta.net)), relative to the zone (V(spf)) or V(@) for the apex.
+          - Compared without regard to case or a trailing dot.
+        type: str
+        required: true
+      type:
+        description:
+          - Record type, for example V(A), V(MX), V(TXT), V(CNAME).
+        type: str
+        required: true
+      ttl:
+        description:
+          - Time to live in seconds. Defaults to O(ttl).
+        type: int
+      values:
+        description:
+          - The values in zone-file form; domain-name targets are absolute, with or without the trailing dot.
+          - TXT values are the plain text however long; the module cuts them into strings of at most 255 bytes
+            on write and joins them before comparing. A value given in quoted zone-file form (V("a" "b")) is joined first.
+        type: list
+        elements: str
+        required: true
   zones:
     description:
       - Many zones to reconcile in this one task, instead of O(zone) and O(records).
@@ -61,12 +92,7 @@ options:
           - Name of the zone, with or without the trailing dot.
         type: str
         required: true
-      records:
-        description:
-          - The record sets the zone must hold, as in O(records).
-        type: list
-        elements: dict
-        default: []
+      records: *records
       ttl:
         description:
           - TTL of this zone's record sets that do not give one. Defaults to O(ttl).
@@ -100,37 +126,6 @@ options:
         C(rate_limit_exceeded), the hcloud client retries with exponential backoff.
     type: int
     version_added: 0.2.0
-  records:
-    description:
-      - The record sets the zone must hold.
-      - Each entry is one record set, that is every value of one name and type. A name and type may appear only once.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      name:
-        description:
-          - Owner name, absolute (V(spf.kbmta.net)), relative to the zone (V(spf)) or V(@) for the apex.
-          - Compared without regard to case or a trailing dot.
-        type: str
-        required: true
-      type:
-        description:
-          - Record type, for example V(A), V(MX), V(TXT), V(CNAME).
-        type: str
-        required: true
-      ttl:
-        description:
-          - Time to live in seconds. Defaults to O(ttl).
-        type: int
-      values:
-        description:
-          - The values in zone-file form; domain-name targets are absolute, with or without the trailing dot.
-          - TXT values are the plain text however long; the module cuts them into strings of at most 255 bytes
-            on write and joins them before comparing. A value given in quoted zone-file form (V("a" "b")) is joined first.
-        type: list
-        elements: str
-        required: true
   ttl:
     description:
       - TTL of record sets that do not give one.
