@@ -97,7 +97,11 @@ HEAD = """---
 DNS_ZONE = "kibamail.email_platform.dns_zone"
 DNS_ZONES = "kibamail.email_platform.dns_zone zones"
 PLAYS = {
-    DNS_ZONE: HEAD.format(title="One dns_zone task per zone, as playbooks/dns.yml") + """
+    DNS_ZONES: HEAD.format(title="One dns_zone task for every zone (zones)") + """
+    - name: Publish the record sets of every zone in one task
+      kibamail.email_platform.dns_zone: "{{ bench_provider | combine({'zones': bench_items}) }}"
+""",
+    DNS_ZONE: HEAD.format(title="One dns_zone task per zone, as playbooks/dns.yml did") + """
     - name: Publish the record sets of each zone
       kibamail.email_platform.dns_zone: "{{ bench_provider | combine(item) }}"
       loop: "{{ bench_items }}"
@@ -136,10 +140,6 @@ PLAYS = {
         label: "{{ item.name }} {{ item.zone }} {{ item.type }}"
 """,
 }
-PLAYS[DNS_ZONES] = HEAD.format(title="One dns_zone task for every zone (zones)") + """
-    - name: Publish the record sets of every zone in one task
-      kibamail.email_platform.dns_zone: "{{ bench_provider | combine({'zones': bench_items}) }}"
-"""
 
 
 # ------------------------------------------------------------------ running Ansible

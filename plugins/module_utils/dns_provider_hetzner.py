@@ -80,7 +80,7 @@ class HetznerProvider:
         self.settings = settings
         self.client = client
         self.sleep = sleep
-        self._zones: dict = {}
+        self._zone_ttls: Dict[str, int] = {}
 
     # ------------------------------------------------------------ errors
 
@@ -118,12 +118,12 @@ class HetznerProvider:
 
     def _zone_ttl(self, zone: str) -> int:
         """The zone's default TTL (one request, made once per zone and only when needed)."""
-        if zone not in self._zones:
+        if zone not in self._zone_ttls:
             try:
-                self._zones[zone] = getattr(self.client.zones.get(zone), "ttl", None) or 3600
+                self._zone_ttls[zone] = getattr(self.client.zones.get(zone), "ttl", None) or 3600
             except Exception as error:  # noqa: BLE001 - mapped below
                 raise self._zone_error(error, zone, "reading zone %s" % zone)
-        return self._zones[zone]
+        return self._zone_ttls[zone]
 
     def _zone_error(self, error: Exception, zone: str, doing: str) -> ProviderError:
         if getattr(error, "code", None) == "not_found":
