@@ -175,3 +175,15 @@ def test_dns_playbook_in_check_mode_publishes_nothing(bind, plan, dkim_dir, tmp_
     assert len(results) == 2 and all(r["changed"] for r in results)
     assert sum(len(r["diff"]) for r in results) >= len(plan["zones"]["kbmta.net"])
     assert answer_values(bind, "spf.kbmta.net", "TXT") == (None, None)
+
+
+def test_dkim_key_dir_through_a_link_finds_the_keys(bind, dkim_dir, tmp_path, playbook_runner):
+    link = tmp_path / "dkim-link"
+    link.symlink_to(dkim_dir)
+    extra = rfc2136_vars(bind, dkim_dir)
+    extra["platform_dkim_key_dir"] = "%s/./dkim-link" % tmp_path
+    run = playbook_runner(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
+    assert run.rc == 0, run.stderr
+    assert run.task("Warn about DKIM keys that do not exist yet") == []
+    ttl, dkim = answer_values(bind, "kb1._domainkey.kibamail.com", "TXT")
+    assert dkim[0].startswith("v=DKIM1; k=rsa; p=MII")
