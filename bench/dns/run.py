@@ -10,31 +10,32 @@ the records the plan asks of a managed customer zone (return-path CNAME, DMARC
 TXT) and its DKIM TXT (the project's dkim_txt filter over one 2048-bit RSA key,
 the size playbooks/dkim_keys.yml makes).
 
-* RFC 2136: kibamail.email_platform.dns_zone (one loop item per zone, like
-  playbooks/dns.yml) against community.general.nsupdate (one loop item per
-  record set), both against a fresh loopback BIND (tests/support/bind.py).
-* Hetzner Cloud DNS: dns_zone against hetzner.hcloud.zone_rrset (one loop item
-  per record set), both against the Cloud DNS API stand-in
+* RFC 2136: kibamail.email_platform.dns_zone with ``zones`` (every zone in one
+  task, like playbooks/dns.yml), dns_zone in a loop (one loop item per zone,
+  as playbooks/dns.yml did before) and community.general.nsupdate (one loop
+  item per record set), all against a fresh loopback BIND (tests/support/bind.py).
+* Hetzner Cloud DNS: the same two ways of running dns_zone against
+  hetzner.hcloud.zone_rrset (one loop item per record set), all against the
+  Cloud DNS API stand-in
   (tests/standins/cloud_dns_api.py; every write returns an action that needs
   one status read).
 
 Each tool publishes into empty zones, then re-checks them (a no-change run).
 DNS messages are counted from BIND's query and update log, API requests from
-the stand-in's log. dns_zone runs over all customer zones; the per-record
-tools (and dns_zone once more, to show the scaling holds) run on a sample of
-zones and are scaled linearly to all of them; the table says which is which.
-The tools take turns within each run, so a slow patch of the machine hits all.
+the stand-in's log. dns_zone with ``zones`` always runs over all customer
+zones; the loop runs over all of them --full-runs times; the per-record tools
+(and the loop once more, to show the scaling holds) run on a sample of zones
+and are scaled linearly to all of them; the table says which is which. The
+tools take turns within each run, so a slow patch of the machine hits all.
 
-    python bench/dns/run.py                  # 1,000 customers, sample 20, 3 runs, 1 run over all zones
-    python bench/dns/run.py --full-runs 0    # dns_zone on the sample only, scaled like the others
+    python bench/dns/run.py                  # 1,000 customers, sample 20, 3 runs, 1 loop run over all zones
+    python bench/dns/run.py --full-runs 0    # the loop on the sample only, scaled like the others
     python bench/dns/run.py --customers 100 --sample 10 --runs 5 --full-runs 3
 
-Time: dns_zone over all customer zones costs about 0.5 s per zone and phase on
-BIND and on a re-check of the stand-in (Ansible starts the module once per
-loop item), and 1.5 to 1.7 s per zone to publish on the stand-in (the module
-sleeps its 1 s poll interval before it reads its actions). With the defaults
-a run took 68 minutes on a shared 2-core machine (load 3 to 6), 57 of them in
-the runs over all zones, which --full-runs 0 leaves out.
+Time: dns_zone with ``zones`` takes seconds per phase for 1,000 zones. The loop
+over all customer zones costs about 0.5 s per zone and phase (Ansible starts
+the module once per loop item): about 37 minutes for 1,000 zones on the two
+backends, which --full-runs 0 leaves out.
 """
 
 from __future__ import annotations
@@ -93,8 +94,14 @@ HEAD = """---
   tasks:
 """
 
+DNS_ZONE = "kibamail.email_platform.dns_zone"
+DNS_ZONES = "kibamail.email_platform.dns_zone zones"
 PLAYS = {
-    "kibamail.email_platform.dns_zone": HEAD.format(title="One dns_zone task per zone, as playbooks/dns.yml") + """
+    DNS_ZONES: HEAD.format(title="One dns_zone task for every zone (zones)") + """
+    - name: Publish the record sets of every zone in one task
+      kibamail.email_platform.dns_zone: "{{ bench_provider | combine({'zones': bench_items}) }}"
+""",
+    DNS_ZONE: HEAD.format(title="One dns_zone task per zone, as playbooks/dns.yml did") + """
     - name: Publish the record sets of each zone
       kibamail.email_platform.dns_zone: "{{ bench_provider | combine(item) }}"
       loop: "{{ bench_items }}"
@@ -133,7 +140,6 @@ PLAYS = {
         label: "{{ item.name }} {{ item.zone }} {{ item.type }}"
 """,
 }
-DNS_ZONE = "kibamail.email_platform.dns_zone"
 
 
 # ------------------------------------------------------------------ running Ansible
@@ -158,9 +164,10 @@ def playbook(workdir: Path, name: str, text: str, variables: Dict[str, Any],
 
 
 def changed_items(output: Dict[str, Any]) -> int:
-    """Loop items the play reported changed."""
-    return sum(1 for play in output["plays"] for task in play["tasks"]
-               for result in task["hosts"].get("localhost", {}).get("results", []) if result.get("changed"))
+    """Loop items the play reported changed, or zones for dns_zone with zones."""
+    results = [result for play in output["plays"] for task in play["tasks"]
+               for host in [task["hosts"].get("localhost", {})] for result in host.get("results", [host])]
+    return sum(1 for result in results for item in result.get("zones", [result]) if item.get("changed"))
 
 
 # ------------------------------------------------------------------ what is published
@@ -323,7 +330,7 @@ class Row:
 
 
 def tool_vars(job: Job, backend: Any) -> Dict[str, Any]:
-    if job.tool == DNS_ZONE:
+    if job.tool in (DNS_ZONE, DNS_ZONES):
         return {"bench_provider": backend.provider(), "bench_items": zone_items(job.zones, job.ttl)}
     return backend.peer_vars(job.zones)
 
@@ -335,7 +342,8 @@ def measure(job: Job, workdir: Path) -> List[Tuple[float, int, int]]:
     try:
         for phase in PHASES:
             before = backend.count()
-            seconds, output = playbook(workdir, job.tool.rsplit(".", 1)[-1], PLAYS[job.tool], tool_vars(job, backend))
+            seconds, output = playbook(workdir, job.tool.rsplit(".", 1)[-1].replace(" ", "_"), PLAYS[job.tool],
+                                       tool_vars(job, backend))
             results.append((seconds, backend.count() - before, changed_items(output)))
             print("bench dns: %s / %s / %s / %s: %.1f s" % (job.scope, job.backend.label, job.tool, phase, seconds),
                   file=sys.stderr, flush=True)
@@ -385,14 +393,17 @@ def plan_jobs(args: argparse.Namespace, plan: Dict[str, Any], published: Zones) 
     jobs = []
     for backend in BACKENDS:
         common = {"backend": backend, "ttl": plan["ttl"]}
+        peers = () if args.no_peers else (backend.peer,)
         jobs += [Job(plan["domain"], tool=tool, zones=platform, total_zones=1, total_rrsets=record_count(platform),
-                     runs=args.runs, **common) for tool in (DNS_ZONE, backend.peer)]
+                     runs=args.runs, **common) for tool in (DNS_ZONE,) + peers]
+        jobs.append(Job(scope, tool=DNS_ZONES, zones=zones, total_zones=len(zones), total_rrsets=record_count(zones),
+                        runs=args.runs, **common))
         if args.full_runs > 0:
             jobs.append(Job(scope, tool=DNS_ZONE, zones=zones, total_zones=len(zones),
                             total_rrsets=record_count(zones), runs=args.full_runs, **common))
         if 0 < args.sample < len(zones):
             jobs += [Job(scope, tool=tool, zones=sample, total_zones=len(zones), total_rrsets=record_count(zones),
-                         runs=args.runs, **common) for tool in (DNS_ZONE, backend.peer)]
+                         runs=args.runs, **common) for tool in (DNS_ZONE,) + peers]
     return jobs
 
 
@@ -409,11 +420,11 @@ def table(result: List[Row]) -> str:
 
 
 def header(args: argparse.Namespace, plan: Dict[str, Any], zones: Zones) -> str:
-    command = "python bench/dns/run.py --customers %d --sample %d --runs %d --full-runs %d" % (
-        args.customers, args.sample, args.runs, args.full_runs)
+    command = "python bench/dns/run.py --customers %d --sample %d --runs %d --full-runs %d%s" % (
+        args.customers, args.sample, args.runs, args.full_runs, " --no-peers" if args.no_peers else "")
     domain = plan["domain"]
     return "\n".join([
-        "## DNS: dns_zone against one task per record set (bench/dns/run.py)", "",
+        "## DNS: dns_zone, many zones in one task or a loop, against one task per record set (bench/dns/run.py)", "",
         "`%s`" % command, "",
         "The record sets are those playbooks/dns.yml publishes, from the project's plan of `%s` "
         "(`ansible-playbook plan.yml -i %s -e @vars.json`, plan.yml importing playbooks/_plan.yml, vars.json "
@@ -423,7 +434,8 @@ def header(args: argparse.Namespace, plan: Dict[str, Any], zones: Zones) -> str:
                      sum(len(r["values"]) for r in zones[domain]), record_count(zones) - len(zones[domain])),
         "",
         "Each tool runs as `ansible-playbook <tool>.yml -i localhost, -e @vars.json` (plays in bench/dns/run.py): "
-        "dns_zone one loop item per zone, as playbooks/dns.yml; community.general.nsupdate and "
+        "`dns_zone zones` one task with every zone in its `zones` option, as playbooks/dns.yml; dns_zone one loop "
+        "item per zone, as playbooks/dns.yml did before; community.general.nsupdate and "
         "hetzner.hcloud.zone_rrset one loop item per record set. Each publishes into empty zones on a fresh "
         "server, then re-checks them unchanged.", ""])
 
@@ -435,8 +447,9 @@ def footer(started: float) -> str:
         "loopback BIND logged; API requests are those the Cloud DNS stand-in logged (each write action needs "
         "one status read). Scaled rows multiply the sample's wall time, messages and changed items by the "
         "factor shown, ansible-playbook's start (about a second) included, so their wall time is a little "
-        "high; where dns_zone also ran over all zones, its two rows show by how much. Changed items are loop "
-        "items Ansible reported changed: zones for dns_zone, record sets for the others.",
+        "high; where the dns_zone loop also ran over all zones, its two rows show by how much. Changed items are "
+        "loop items Ansible reported changed (zones for dns_zone, record sets for the others), and for "
+        "`dns_zone zones` the zones its result reports changed.",
         "",
         "Bench wall time: %.0f min." % ((time.monotonic() - started) / 60)])
 
@@ -448,7 +461,9 @@ def main() -> None:
                         help="customer zones the per-record tools run on, scaled to all (default 20; 0: no sample)")
     parser.add_argument("--runs", type=int, default=3, help="runs of the kbmta.net zone and the sample (default 3)")
     parser.add_argument("--full-runs", type=int, default=1,
-                        help="runs of dns_zone over all customer zones (default 1; 0: sample only)")
+                        help="runs of the dns_zone loop over all customer zones (default 1; 0: sample only)")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="leave out the per-record tools (nsupdate, zone_rrset): dns_zone's rows only")
     args = parser.parse_args()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-dns-") as tmp:

@@ -3,12 +3,16 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Hetzner Cloud DNS provider: zones and record sets through ``hcloud`` (client.zones).
 
-Reads every record set of the zone once (paged), then writes the plan's
-changes: deletions first (waited for, so a CNAME can replace other data),
-then creations and updates. Every write returns an action; actions are waited
-for together, at most 25 per status request. The hcloud client already
-retries ``rate_limit_exceeded`` and ``conflict`` with backoff, so no second
-retry loop is stacked on top.
+Reads every record set of the zone in one request (100 per page, the API's
+most), addressing the zone by name so no request looks the zone up first; the
+zone itself is read only when a record set that matters inherits its TTL.
+Then writes the plan's changes: deletions first (waited for, so a CNAME can
+replace other data), then creations and updates, one request per record set
+(two for an update of both values and TTL). Every write returns an action;
+actions are waited for together, at most 25 per status request, across zones
+when many zones are reconciled at once (``start()`` and ``settle()``). The
+hcloud client already retries ``rate_limit_exceeded`` and ``conflict`` with
+backoff, so no second retry loop is stacked on top.
 
 Record set names in the API are relative to the zone (``@`` for the apex);
 TXT values are quoted strings of at most 255 characters each.
@@ -19,7 +23,7 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils.dns_records import (
     Change,
@@ -38,7 +42,7 @@ from ansible_collections.kibamail.email_platform.plugins.module_utils.dns_record
 HCLOUD_IMPORT_ERROR: Optional[str]
 try:
     from hcloud import Client
-    from hcloud.zones import ZoneRecord, ZoneRRSet
+    from hcloud.zones import Zone, ZoneRecord, ZoneRRSet
 except ImportError:
     HAS_HCLOUD = False
     HCLOUD_IMPORT_ERROR = traceback.format_exc()
@@ -47,6 +51,10 @@ else:
     HCLOUD_IMPORT_ERROR = None
 
 ACTION_BATCH = 25
+RRSET_PAGE = 100
+# Record sets at the apex whose TTL the API may leave unset (the zone's applies) and that
+# the module only keeps: it never deletes them, so their TTL matters only when asked for.
+APEX_KEPT_TYPES = ("SOA", "NS")
 APPLICATION = "kibamail.email_platform"
 
 
@@ -72,7 +80,7 @@ class HetznerProvider:
         self.settings = settings
         self.client = client
         self.sleep = sleep
-        self._zones: dict = {}
+        self._zone_ttls: Dict[str, int] = {}
 
     # ------------------------------------------------------------ errors
 
@@ -105,29 +113,56 @@ class HetznerProvider:
     # ------------------------------------------------------------ read
 
     def _zone(self, zone: str) -> Any:
-        if zone not in self._zones:
+        """A reference to the zone by name: the API takes the name wherever it takes the ID."""
+        return Zone(name=zone)
+
+    def _zone_ttl(self, zone: str) -> int:
+        """The zone's default TTL (one request, made once per zone and only when needed)."""
+        if zone not in self._zone_ttls:
             try:
-                self._zones[zone] = self.client.zones.get(zone)
+                self._zone_ttls[zone] = getattr(self.client.zones.get(zone), "ttl", None) or 3600
             except Exception as error:  # noqa: BLE001 - mapped below
-                if getattr(error, "code", None) == "not_found":
-                    raise ProviderError("zone %s does not exist in the Hetzner Cloud project of this token: create "
-                                        "it first (for example with hetzner.hcloud.zone) or check hcloud_token" % zone)
-                raise self._error(error, "reading zone %s" % zone)
-        return self._zones[zone]
+                raise self._zone_error(error, zone, "reading zone %s" % zone)
+        return self._zone_ttls[zone]
+
+    def _zone_error(self, error: Exception, zone: str, doing: str) -> ProviderError:
+        if getattr(error, "code", None) == "not_found":
+            return ProviderError("zone %s does not exist in the Hetzner Cloud project of this token: create "
+                                 "it first (for example with hetzner.hcloud.zone) or check hcloud_token" % zone)
+        return self._error(error, doing)
+
+    def _list_rrsets(self, zone: str) -> List[Any]:
+        rrsets: List[Any] = []
+        page: Optional[int] = 1
+        while page:
+            try:
+                result = self.client.zones.get_rrset_list(self._zone(zone), page=page, per_page=RRSET_PAGE)
+            except Exception as error:  # noqa: BLE001 - mapped below
+                raise self._zone_error(error, zone, "listing the record sets of %s" % zone)
+            rrsets.extend(result.rrsets)
+            pagination = getattr(result.meta, "pagination", None) if result.meta else None
+            page = getattr(pagination, "next_page", None)
+        return rrsets
 
     def read(self, zone: str, keys: Iterable[Any] = ()) -> List[RecordSet]:
-        """Every record set of the zone, normalised."""
+        """Every record set of the zone, normalised.
+
+        A record set without a TTL of its own takes the zone's; the zone is read for it only
+        when such a record set is one the module may change (not the apex SOA or NS, unless
+        ``keys`` asks for them), so a zone usually costs one request.
+        """
         zone = normalize_name(zone)
-        bound = self._zone(zone)
-        rrsets = self._call("listing the record sets of %s" % zone, self.client.zones.get_rrset_all, bound)
+        wanted = set(keys)
+        rrsets = [rrset for rrset in self._list_rrsets(zone) if rrset.records]
         result = []
         for rrset in rrsets:
-            values = [record.value for record in (rrset.records or [])]
-            ttl = rrset.ttl if rrset.ttl is not None else getattr(bound, "ttl", None) or 3600
-            if not values:
-                continue
+            name = absolute_name(rrset.name, zone)
+            ttl = rrset.ttl
+            if ttl is None:
+                kept = name == zone and rrset.type in APEX_KEPT_TYPES and (name, rrset.type) not in wanted
+                ttl = 3600 if kept else self._zone_ttl(zone)
             try:
-                result.append(record_set(absolute_name(rrset.name, zone), rrset.type, ttl, values))
+                result.append(record_set(name, rrset.type, ttl, [record.value for record in rrset.records]))
             except RecordError as error:
                 raise ProviderError("zone %s holds a record set the module cannot read: %s" % (zone, error))
         return sorted(result, key=lambda item: item.key)
@@ -135,20 +170,26 @@ class HetznerProvider:
     # ------------------------------------------------------------ write
 
     def apply(self, plan: ZonePlan) -> List[int]:
-        """Write the plan's changes; returns the ids of the actions waited for."""
-        zone = normalize_name(plan.zone)
-        bound = self._zone(zone)
-        done: List[int] = []
-        deletes = [self._delete(bound, change) for change in plan.by_action("delete")]
-        done.extend(self.wait(deletes))
-        writes: List[Any] = []
+        """Write the plan's changes and wait for them; returns the ids of the actions waited for."""
+        return self.wait(self.start(plan))
+
+    def start(self, plan: ZonePlan) -> List[Any]:
+        """Send the plan's writes; returns the actions still running, for ``wait()`` or ``settle()``.
+
+        Deletions are waited for here when creations or updates follow, so that a CNAME can
+        replace the data it must not sit beside.
+        """
+        bound = self._zone(normalize_name(plan.zone))
+        pending = [self._delete(bound, change) for change in plan.by_action("delete")]
+        if pending and len(pending) < len(plan.changes):
+            self.wait(pending)
+            pending = []
         for change in plan.changes:
             if change.action == "create":
-                writes.append(self._create(bound, change))
+                pending.append(self._create(bound, change))
             elif change.action == "update":
-                writes.extend(self._update(bound, change))
-        done.extend(self.wait(writes))
-        return done
+                pending.extend(self._update(bound, change))
+        return pending
 
     def _rrset_ref(self, bound: Any, change: Change) -> Any:
         return ZoneRRSet(zone=bound, name=relative_name(change.key[0], bound.name or change.key[0]),
@@ -182,10 +223,28 @@ class HetznerProvider:
     # ------------------------------------------------------------ actions
 
     def wait(self, actions: Sequence[Any]) -> List[int]:
-        """Wait until every action has finished, asking about 25 at a time."""
-        pending = [action.id for action in actions if action is not None and action.status == "running"]
-        failed = [action for action in actions if action is not None and action.status == "error"]
-        self._raise_failed(failed)
+        """Wait until every action has finished, asking about 25 at a time; returns their ids."""
+        failures = self.settle({"": actions})
+        if failures:
+            raise ProviderError(failures[""])
+        return [action.id for action in actions if action is not None]
+
+    def settle(self, actions_by_zone: Dict[str, Sequence[Any]]) -> Dict[str, str]:
+        """Wait for the actions of many zones together, 25 per status request.
+
+        Returns what went wrong per zone (failed actions, or actions still running at the
+        deadline); a zone whose actions all succeeded is not in the result.
+        """
+        owner = {action.id: zone for zone, actions in actions_by_zone.items() for action in actions
+                 if action is not None}
+        failed: Dict[str, List[Any]] = {}
+        pending: List[int] = []
+        for zone, actions in actions_by_zone.items():
+            for action in actions:
+                if action is not None and action.status == "error":
+                    failed.setdefault(zone, []).append(action)
+                elif action is not None and action.status == "running":
+                    pending.append(action.id)
         deadline = time.monotonic() + self.settings.action_timeout
         while pending:
             # Ask first: most actions are done by the time the request that started them returns,
@@ -195,25 +254,26 @@ class HetznerProvider:
                 batch = pending[start:start + ACTION_BATCH]
                 response = self._call("waiting for actions", self.client.request, method="GET", url="/actions",
                                       params={"id": batch})
-                states = response.get("actions", [])
-                self._raise_failed([_Action(item) for item in states if item.get("status") == "error"])
-                still.extend(item["id"] for item in states if item.get("status") == "running")
+                for item in response.get("actions", []):
+                    if item.get("status") == "error":
+                        failed.setdefault(owner[item["id"]], []).append(_Action(item))
+                    elif item.get("status") == "running":
+                        still.append(item["id"])
             pending = still
             if not pending:
                 break
             if time.monotonic() > deadline:
-                raise ProviderError("actions %s still running after %gs; look at the zone in the Hetzner console "
-                                    "and run again" % (pending, self.settings.action_timeout))
+                break
             self.sleep(self.settings.poll_interval)
-        return [action.id for action in actions if action is not None]
-
-    @staticmethod
-    def _raise_failed(failed: Sequence[Any]) -> None:
-        if not failed:
-            return
-        details = "; ".join("action %s (%s): %s" % (a.id, a.command, (a.error or {}).get("message", "failed"))
-                            for a in failed)
-        raise ProviderError("the Hetzner Cloud API reports failed actions: %s" % details)
+        problems = {zone: "the Hetzner Cloud API reports failed actions: %s" % "; ".join(
+            "action %s (%s): %s" % (a.id, a.command, (a.error or {}).get("message", "failed")) for a in actions)
+            for zone, actions in failed.items()}
+        for zone in sorted(set(owner[ident] for ident in pending)):
+            late = [ident for ident in pending if owner[ident] == zone]
+            problems[zone] = "; ".join(filter(None, [problems.get(zone), "actions %s still running after %gs; look at "
+                                                     "the zone in the Hetzner console and run again"
+                                                     % (late, self.settings.action_timeout)]))
+        return problems
 
 
 class _Action:

@@ -563,15 +563,14 @@ def interest_keys(request: ZoneRequest, owned: Iterable[Tuple[str, str]], types:
     return keys
 
 
-def reconcile(provider: "object", request: ZoneRequest, check_mode: bool) -> Dict[str, object]:
-    """Read the zone once, plan, apply the difference unless in check mode.
+def check_request(request: ZoneRequest) -> None:
+    """Refuse what can be refused before any I/O: bad record sets, duplicates, CNAME conflicts."""
+    check_cname_conflicts(desired_from_dicts(normalize_name(request.zone), request.records, request.default_ttl))
 
-    ``provider`` has ``read(zone, keys)`` returning record sets (it may ignore
-    ``keys`` and return the whole zone), optionally ``query_types`` (the
-    types worth asking for when reading by query), and ``apply(plan)``.
-    """
+
+def plan_request(provider: "object", request: ZoneRequest) -> ZonePlan:
+    """Read the zone once (by ``provider``) and plan the changes ``request`` asks for."""
     zone = normalize_name(request.zone)
-    check_cname_conflicts(desired_from_dicts(zone, request.records, request.default_ttl))  # before any I/O
     types = tuple(getattr(provider, "query_types", ()))
     owned: Set[Tuple[str, str]] = set()
     if types and request.ownership_record:
@@ -579,13 +578,15 @@ def reconcile(provider: "object", request: ZoneRequest, check_mode: bool) -> Dic
         marker = [rrset for rrset in provider.read(zone, [marker_key]) if rrset.key == marker_key]  # type: ignore[attr-defined]
         owned = parse_ownership(marker[0] if marker else None, zone)
     current = provider.read(zone, sorted(interest_keys(request, owned, types)))  # type: ignore[attr-defined]
-    plan = build_plan(zone, current, request.records, request.prune, request.managed_names,
+    return build_plan(zone, current, request.records, request.prune, request.managed_names,
                       request.protected_types, request.ownership_record, request.default_ttl)
-    if plan.changes and not check_mode:
-        provider.apply(plan)  # type: ignore[attr-defined]
+
+
+def plan_result(plan: ZonePlan) -> Dict[str, object]:
+    """The module's result for one zone: changed, changes, summary, kept and the diff entries."""
     return {
         "changed": plan.changed,
-        "zone": zone,
+        "zone": plan.zone,
         "changes": [change.as_dict() for change in plan.changes],
         "summary": {
             "create": len(plan.by_action("create")),
@@ -597,3 +598,17 @@ def reconcile(provider: "object", request: ZoneRequest, check_mode: bool) -> Dic
         "kept": [{"name": rrset.name, "type": rrset.type} for rrset in plan.kept],
         "diff": diff_entries(plan),
     }
+
+
+def reconcile(provider: "object", request: ZoneRequest, check_mode: bool) -> Dict[str, object]:
+    """Read the zone once, plan, apply the difference unless in check mode.
+
+    ``provider`` has ``read(zone, keys)`` returning record sets (it may ignore
+    ``keys`` and return the whole zone), optionally ``query_types`` (the
+    types worth asking for when reading by query), and ``apply(plan)``.
+    """
+    check_request(request)
+    plan = plan_request(provider, request)
+    if plan.changes and not check_mode:
+        provider.apply(plan)  # type: ignore[attr-defined]
+    return plan_result(plan)

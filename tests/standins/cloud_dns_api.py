@@ -19,7 +19,8 @@ and point the client at ``http://127.0.0.1:8080/v1``. In tests, use
 ``CloudDnsStandin`` directly (``start()``, ``url``, ``requests``, ``zones``).
 Control endpoints (no token): ``GET /_standin/requests`` (the log),
 ``POST /_standin/faults`` with ``{"rate_limit": N}`` (answer the next N API
-requests with 429).
+requests with 429). ``latency`` (seconds, outside the lock) makes requests overlap
+as on a real network; ``max_in_flight`` is the most API requests seen at once.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import argparse
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -96,9 +98,12 @@ class Zone:
 class CloudDnsState:
     """Zones, record sets and actions, guarded by one lock."""
 
-    def __init__(self, token: str, action_polls: int = 1) -> None:
+    def __init__(self, token: str, action_polls: int = 1, latency: float = 0.0) -> None:
         self.token = token
         self.action_polls = action_polls
+        self.latency = latency
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.zones: Dict[int, Zone] = {}
         self.actions: Dict[int, Action] = {}
         self.requests: List[Dict[str, Any]] = []
@@ -215,6 +220,14 @@ class Handler(BaseHTTPRequestHandler):
             if url.path.startswith("/_standin/"):
                 self._control(method, url.path, body)
                 return
+            with state.lock:
+                state.in_flight += 1
+                state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            try:
+                time.sleep(state.latency)
+            finally:
+                with state.lock:
+                    state.in_flight -= 1
             with state.lock:
                 state.requests.append({"method": method, "path": url.path, "query": query, "body": body})
                 if self.headers.get("Authorization") != "Bearer %s" % state.token:
@@ -373,8 +386,9 @@ def _pagination(page: int, per_page: int, total: int) -> Dict[str, Any]:
 class CloudDnsStandin:
     """The stand-in as an object: ``start()``, ``url``, ``state``, ``stop()``."""
 
-    def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0, action_polls: int = 1) -> None:
-        self.state = CloudDnsState(token, action_polls)
+    def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0, action_polls: int = 1,
+                 latency: float = 0.0) -> None:
+        self.state = CloudDnsState(token, action_polls, latency)
         handler = type("BoundHandler", (Handler,), {"state": self.state})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.thread: Optional[threading.Thread] = None

@@ -57,6 +57,15 @@ def dkim_dir(tmp_path):
     return directory
 
 
+PUBLISH = "Publish the record sets of each managed zone"
+
+
+def zone_results(run):
+    """The per-zone results of the one task that publishes every managed zone."""
+    (task,) = run.task(PUBLISH)
+    return task["zones"]
+
+
 def rfc2136_vars(bind, dkim_dir):
     return {"dns_provider": "rfc2136", "dns_server": "127.0.0.1", "dns_port": bind.port,
             "dns_tsig_key_name": bind.key_name, "dns_tsig_key_secret": bind.key_secret,
@@ -66,8 +75,15 @@ def rfc2136_vars(bind, dkim_dir):
 def test_dns_playbook_publishes_the_plan_and_is_idempotent(bind, plan, dkim_dir, tmp_path, playbook_runner):
     extra = rfc2136_vars(bind, dkim_dir)
     first = playbook_runner(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
-    assert first.rc == 0, first.task("Publish the record sets of each managed zone")
+    assert first.rc == 0, first.task(PUBLISH)
     assert first.stats["changed"] >= 1
+    assert [z["zone"] for z in zone_results(first)] == ["kbmta.net", "kibamail.com"]
+    assert all(z["changed"] for z in zone_results(first))
+    (shown,) = first.task("Show what changed in the platform zone")
+    assert shown["msg"].startswith("kbmta.net: {")
+    (customers,) = first.task("Show what changed in the customer zones")
+    assert customers["msg"][0] == "1 customer zones reconciled, 1 changed"
+    assert customers["msg"][1].startswith("kibamail.com: {")
 
     for rrset in plan["zones"]["kbmta.net"] + plan["zones"]["kibamail.com"]:
         ttl, values = answer_values(bind, rrset["name"], rrset["type"])
@@ -85,8 +101,10 @@ def test_dns_playbook_publishes_the_plan_and_is_idempotent(bind, plan, dkim_dir,
     second = playbook_runner(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
     assert second.rc == 0
     assert second.stats["changed"] == 0
-    summaries = [r["summary"] for r in second.task("Publish the record sets of each managed zone")]
-    assert all(s["create"] == s["update"] == s["delete"] == 0 for s in summaries)
+    summaries = [z["summary"] for z in zone_results(second)]
+    assert len(summaries) == 2 and all(s["create"] == s["update"] == s["delete"] == 0 for s in summaries)
+    (customers,) = second.task("Show what changed in the customer zones")
+    assert customers["msg"] == ["1 customer zones reconciled, 0 changed"]
 
 
 def test_missing_dkim_key_is_skipped_with_a_warning(bind, tmp_path, playbook_runner):
@@ -115,8 +133,7 @@ def test_unmanaged_customer_zone_gets_zone_file_lines(bind, plan, dkim_dir, tmp_
     assert any(line.startswith('kb1._domainkey.kibamail.com. %d IN TXT "v=DKIM1; k=rsa; p=' % plan["ttl"])
                and '" "' in line for line in lines)
     assert answer_values(bind, "_dmarc.kibamail.com", "TXT") == (None, None)
-    published = [r["item"] for r in run.task("Publish the record sets of each managed zone")]
-    assert published == ["kbmta.net"]
+    assert [z["zone"] for z in zone_results(run)] == ["kbmta.net"]
 
 
 @pytest.fixture
@@ -137,7 +154,7 @@ def test_dns_playbook_with_the_hetzner_provider(cloud_api, plan, dkim_dir, tmp_p
     extra = {"dns_provider": "hetzner", "hcloud_token": "lab-token", "hcloud_endpoint": cloud_api + "/v1",
              "platform_dkim_key_dir": str(dkim_dir)}
     first = playbook_runner(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
-    assert first.rc == 0, first.task("Publish the record sets of each managed zone")
+    assert first.rc == 0, first.task(PUBLISH)
     second = playbook_runner(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
     assert second.rc == 0 and second.stats["changed"] == 0
     with urllib.request.urlopen(cloud_api + "/_standin/requests") as response:
@@ -154,7 +171,19 @@ def test_dns_playbook_in_check_mode_publishes_nothing(bind, plan, dkim_dir, tmp_
     run = playbook_runner(DNS_PLAYBOOK, rfc2136_vars(bind, dkim_dir), tmp_path, inventory=INVENTORY,
                           args=["--check", "--diff"])
     assert run.rc == 0
-    results = run.task("Publish the record sets of each managed zone")
-    assert all(r["changed"] for r in results)
+    results = zone_results(run)
+    assert len(results) == 2 and all(r["changed"] for r in results)
     assert sum(len(r["diff"]) for r in results) >= len(plan["zones"]["kbmta.net"])
     assert answer_values(bind, "spf.kbmta.net", "TXT") == (None, None)
+
+
+def test_dkim_key_dir_through_a_link_finds_the_keys(bind, dkim_dir, tmp_path, playbook_runner):
+    link = tmp_path / "dkim-link"
+    link.symlink_to(dkim_dir)
+    extra = rfc2136_vars(bind, dkim_dir)
+    extra["platform_dkim_key_dir"] = "%s/./dkim-link" % tmp_path
+    run = playbook_runner(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
+    assert run.rc == 0, run.stderr
+    assert run.task("Warn about DKIM keys that do not exist yet") == []
+    ttl, dkim = answer_values(bind, "kb1._domainkey.kibamail.com", "TXT")
+    assert dkim[0].startswith("v=DKIM1; k=rsa; p=MII")

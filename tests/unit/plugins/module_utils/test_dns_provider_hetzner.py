@@ -56,12 +56,11 @@ def test_first_run_reads_once_creates_and_waits_for_actions_together(standin):
     result = run(standin, RECORDS)
     assert result["summary"]["create"] == 4
     assert calls(standin) == [
-        ("GET", "/v1/zones/kbmta.net"),
-        ("GET", "/v1/zones/1/rrsets"),
-        ("POST", "/v1/zones/1/rrsets"),
-        ("POST", "/v1/zones/1/rrsets"),
-        ("POST", "/v1/zones/1/rrsets"),
-        ("POST", "/v1/zones/1/rrsets"),
+        ("GET", "/v1/zones/kbmta.net/rrsets"),
+        ("POST", "/v1/zones/kbmta.net/rrsets"),
+        ("POST", "/v1/zones/kbmta.net/rrsets"),
+        ("POST", "/v1/zones/kbmta.net/rrsets"),
+        ("POST", "/v1/zones/kbmta.net/rrsets"),
         ("GET", "/v1/actions"),
         ("GET", "/v1/actions"),
     ]
@@ -82,7 +81,26 @@ def test_second_run_only_reads(standin):
     standin.state.requests.clear()
     result = run(standin, RECORDS)
     assert result["changed"] is False
-    assert calls(standin) == [("GET", "/v1/zones/kbmta.net"), ("GET", "/v1/zones/1/rrsets")]
+    assert calls(standin) == [("GET", "/v1/zones/kbmta.net/rrsets")]
+    assert standin.requests[0]["query"]["per_page"] == ["100"]
+
+
+def test_the_zone_is_read_only_for_a_record_set_that_inherits_its_ttl(standin):
+    zone = standin.state.zones[1]
+    zone.ttl = 7200
+    zone.rrsets[("www", "A")] = standin.state._rrset_json(zone, "www", "A", None, ["192.0.2.7"])
+    result = run(standin, [{"name": "www", "type": "A", "ttl": 7200, "values": ["192.0.2.7"]}], prune="none")
+    assert result["changes"][0]["name"] == "_kibamail-owned.kbmta.net"
+    assert len(result["changes"]) == 1
+    assert ("GET", "/v1/zones/kbmta.net") in calls(standin)
+
+
+def test_many_record_sets_are_read_100_per_page(standin):
+    zone = standin.state.zones[1]
+    for index in range(150):
+        zone.rrsets[("h%d" % index, "A")] = standin.state._rrset_json(zone, "h%d" % index, "A", 300, ["192.0.2.1"])
+    assert len(provider(standin).read(ZONE)) == 152
+    assert calls(standin) == [("GET", "/v1/zones/kbmta.net/rrsets")] * 2
 
 
 def test_check_mode_writes_nothing(standin):
@@ -105,12 +123,13 @@ def test_update_uses_set_records_and_change_ttl_and_prune_deletes_first(standin)
         ("update", "smtp.kbmta.net"), ("update", "spf.kbmta.net")]
     sequence = calls(standin)
     assert sequence[:4] == [
-        ("GET", "/v1/zones/kbmta.net"), ("GET", "/v1/zones/1/rrsets"),
-        ("DELETE", "/v1/zones/1/rrsets/kb1._domainkey/TXT"), ("GET", "/v1/actions")]
+        ("GET", "/v1/zones/kbmta.net/rrsets"),
+        ("DELETE", "/v1/zones/kbmta.net/rrsets/kb1._domainkey/TXT"), ("GET", "/v1/actions"), ("GET", "/v1/actions")]
+    assert [c[0] for c in sequence[4:]] == ["POST"] * 3 + ["GET"] * 2  # three writes, their actions polled together
     writes = [c for c in sequence[4:] if c[0] == "POST"]
-    assert ("POST", "/v1/zones/1/rrsets/smtp/A/actions/change_ttl") in writes
-    assert ("POST", "/v1/zones/1/rrsets/spf/TXT/actions/set_records") in writes
-    assert ("POST", "/v1/zones/1/rrsets/smtp/A/actions/set_records") not in writes
+    assert ("POST", "/v1/zones/kbmta.net/rrsets/smtp/A/actions/change_ttl") in writes
+    assert ("POST", "/v1/zones/kbmta.net/rrsets/spf/TXT/actions/set_records") in writes
+    assert ("POST", "/v1/zones/kbmta.net/rrsets/smtp/A/actions/set_records") not in writes
     assert standin.state.zones[1].rrsets[("smtp", "A")]["ttl"] == 600
 
 
@@ -157,7 +176,7 @@ def test_rate_limit_is_retried_by_the_client(standin):
     standin.state.rate_limit_next = 1
     rrsets = provider(standin).read(ZONE)
     assert [r.type for r in rrsets] == ["NS", "SOA"]
-    assert calls(standin)[:2] == [("GET", "/v1/zones/kbmta.net"), ("GET", "/v1/zones/kbmta.net")]
+    assert calls(standin) == [("GET", "/v1/zones/kbmta.net/rrsets")] * 2
 
 
 def test_unreachable_endpoint_is_a_clear_error():

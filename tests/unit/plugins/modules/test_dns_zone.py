@@ -108,3 +108,161 @@ def test_argument_errors(capsys, monkeypatch, args, message):
     result = run(capsys, args)
     assert result["failed"] is True
     assert message in result["msg"]
+
+
+# ---------------------------------------------------------------- many zones in one task
+
+CUSTOMERS = ["c%d.example" % n for n in range(1, 7)]
+
+
+def customer_records(zone: str, dmarc: str = "none") -> list:
+    return [{"name": "_dmarc", "type": "TXT", "values": ["v=DMARC1; p=%s" % dmarc]},
+            {"name": "kb-bounces", "type": "CNAME", "values": ["kb-bounces.kbmta.net."]}]
+
+
+@pytest.fixture
+def customers(standin):
+    for zone in CUSTOMERS:
+        standin.state.add_zone(zone)
+    return standin
+
+
+def many(standin, zones=None, **extra):
+    args = dict(provider="hetzner", hcloud_token=TOKEN, hcloud_endpoint=standin.url,
+                zones=[{"zone": zone, "records": customer_records(zone)} for zone in (zones or CUSTOMERS)])
+    args.update(extra)
+    return args
+
+
+def writes(standin):
+    return [r for r in standin.requests if r["method"] in ("POST", "DELETE")]
+
+
+def test_many_zones_check_mode_reports_each_zone_and_writes_nothing(customers, capsys):
+    result = run(capsys, many(customers), check=True, diff=True)
+    assert result["changed"] is True
+    assert [z["zone"] for z in result["zones"]] == CUSTOMERS
+    assert all(z["changed"] and not z["failed"] and z["summary"]["create"] == 3 for z in result["zones"])
+    first = result["zones"][0]["diff"]
+    assert [d["after_header"] for d in first] == [
+        "_dmarc.c1.example TXT", "_kibamail-owned.c1.example TXT", "kb-bounces.c1.example CNAME"]
+    assert result["diff"] == [entry for zone in result["zones"] for entry in zone["diff"]]
+    assert result["summary"] == {"create": 18, "update": 0, "delete": 0, "unchanged": 0, "kept": 12,
+                                 "zones": 6, "changed_zones": 6, "failed_zones": 0}
+    assert writes(customers) == []
+
+
+def test_many_zones_publish_with_one_read_per_zone_and_one_write_per_record_set(customers, capsys):
+    first = run(capsys, many(customers))
+    assert first["changed"] is True and "diff" not in first and "diff" not in first["zones"][0]
+    reads = [r for r in customers.requests if r["method"] == "GET" and r["path"].endswith("/rrsets")]
+    assert sorted(r["path"] for r in reads) == sorted("/v1/zones/%s/rrsets" % zone for zone in CUSTOMERS)
+    assert len(writes(customers)) == 3 * len(CUSTOMERS)
+    polls = [r for r in customers.requests if r["path"] == "/v1/actions"]
+    assert [len(p["query"]["id"]) for p in polls] == []  # action_polls=0: every action is done on return
+    customers.state.requests.clear()
+
+    again = run(capsys, many(customers))
+    assert again["changed"] is False
+    assert [z["changed"] for z in again["zones"]] == [False] * len(CUSTOMERS)
+    assert [(r["method"], r["path"]) for r in sorted(customers.requests, key=lambda r: r["path"])] == [
+        ("GET", "/v1/zones/%s/rrsets" % zone) for zone in CUSTOMERS]
+
+
+def test_many_zones_actions_of_all_zones_are_polled_together(capsys, monkeypatch):
+    server = CloudDnsStandin(TOKEN, action_polls=1).start()
+    monkeypatch.setattr(dns_provider_hetzner.time, "sleep", lambda seconds: None)
+    try:
+        for zone in CUSTOMERS:
+            server.state.add_zone(zone)
+        run(capsys, many(server))
+        polls = [len(r["query"]["id"]) for r in server.requests if r["path"] == "/v1/actions"]
+        assert polls == [18]  # 18 actions of six zones in one status request
+    finally:
+        server.stop()
+
+
+def test_many_zones_changed_is_per_zone(customers, capsys):
+    run(capsys, many(customers))
+    args = many(customers)
+    args["zones"][2]["records"] = customer_records(CUSTOMERS[2], dmarc="reject")
+    result = run(capsys, args, diff=True)
+    assert result["changed"] is True
+    assert [z["changed"] for z in result["zones"]] == [False, False, True, False, False, False]
+    assert [d["after_header"] for d in result["diff"]] == ["_dmarc.c3.example TXT"]
+    assert result["summary"]["changed_zones"] == 1
+
+
+def test_many_zones_entries_override_the_task_values(customers, capsys):
+    args = many(customers, zones=CUSTOMERS[:2], ttl=600)
+    args["zones"][1]["ttl"] = 900
+    args["zones"][1]["ownership_record"] = ""
+    result = run(capsys, args)
+    ttls = [{c["after"]["ttl"] for c in z["changes"]} for z in result["zones"]]
+    assert ttls == [{600}, {900}]
+    assert [z["summary"]["create"] for z in result["zones"]] == [3, 2]
+
+
+def test_a_failing_zone_fails_alone_and_the_others_are_applied(customers, capsys):
+    zones = CUSTOMERS[:2] + ["missing.example"] + CUSTOMERS[2:4]
+    result = run(capsys, many(customers, zones=zones))
+    assert result["failed"] is True and result["changed"] is True
+    assert result["msg"].startswith("1 of 5 zones failed: zone missing.example: zone missing.example does not "
+                                    "exist in the Hetzner Cloud project")
+    assert "nothing was written to it. The other 4 zones were reconciled (4 changed)" in result["msg"]
+    failed = result["zones"][2]
+    assert failed == {"zone": "missing.example", "changed": False, "failed": True, "msg": failed["msg"]}
+    assert [z["changed"] for z in result["zones"]] == [True, True, False, True, True]
+    assert result["summary"]["failed_zones"] == 1
+    assert ("_dmarc", "TXT") in customers.state.zone("c4.example").rrsets
+
+
+def test_bad_input_in_one_zone_writes_nothing_and_names_the_zone(customers, capsys):
+    args = many(customers)
+    args["zones"][1]["records"] = [{"name": "x", "type": "A", "values": ["not-an-address"]}]
+    args["zones"][4]["records"] = [{"name": "x", "type": "CNAME", "values": ["a.example."]},
+                                   {"name": "x", "type": "TXT", "values": ["y"]}]
+    result = run(capsys, args)
+    assert result["failed"] is True
+    assert result["msg"].startswith("2 of 6 zones cannot be published as given, so nothing was written: "
+                                    "zone c2.example: A value 'not-an-address' is not an IP address; zone c5.example:")
+    assert customers.requests == []
+
+
+def test_a_zone_listed_twice_is_refused(customers, capsys):
+    result = run(capsys, many(customers, zones=["c1.example", "C1.example."]))
+    assert result["failed"] is True
+    assert "zone C1.example.: listed twice (zones[0] and zones[1])" in result["msg"]
+
+
+def test_concurrency_bounds_the_requests_in_flight(capsys, monkeypatch):
+    server = CloudDnsStandin(TOKEN, action_polls=0, latency=0.05).start()
+    try:
+        for zone in CUSTOMERS:
+            server.state.add_zone(zone)
+        result = run(capsys, many(server, concurrency=3))
+        assert result["summary"]["changed_zones"] == 6
+        assert server.state.max_in_flight == 3
+    finally:
+        server.stop()
+
+
+def test_many_zones_rate_limit_is_retried_by_the_client(customers, capsys):
+    customers.state.rate_limit_next = 3
+    result = run(capsys, many(customers))
+    assert result["summary"]["changed_zones"] == 6 and result["summary"]["failed_zones"] == 0
+    assert len(customers.requests) == 6 * 4 + 3
+
+
+@pytest.mark.parametrize("extra,message", [
+    (dict(zone="kbmta.net", zones=[]), "parameters are mutually exclusive: zone|zones"),
+    (dict(), "one of the following is required: zone, zones"),
+    (dict(zones=[{"zone": "kbmta.net"}], concurrency=0), "concurrency must be at least 1, not 0"),
+    (dict(zones=[{"records": []}]), "missing required arguments: zone found in zones"),
+])
+def test_many_zones_argument_errors(capsys, extra, message):
+    args = dict(provider="hetzner", hcloud_token=TOKEN, hcloud_endpoint="http://127.0.0.1:9/v1")
+    args.update(extra)
+    result = run(capsys, args)
+    assert result["failed"] is True
+    assert message in result["msg"]
