@@ -10,9 +10,18 @@ Then writes the plan's changes: deletions first (waited for, so a CNAME can
 replace other data), then creations and updates, one request per record set
 (two for an update of both values and TTL). Every write returns an action;
 actions are waited for together, at most 25 per status request, across zones
-when many zones are reconciled at once (``start()`` and ``settle()``). The
-hcloud client already retries ``rate_limit_exceeded`` and ``conflict`` with
-backoff, so no second retry loop is stacked on top.
+when many zones are reconciled at once (``start()`` and ``settle()``).
+
+Rate limit: the project's budget is 3600 requests per hour, refilled by one
+request per second, and every response says where it stands (``RateLimit-Limit``,
+``RateLimit-Remaining``, ``RateLimit-Reset``). The hcloud client would retry a 429
+five times on a blind backoff (about 30 s at most) and ignore these headers, so
+the provider answers 429s below it, in the HTTP session: it waits for as long as
+the headers say the next request takes to come free (``Retry-After`` first, if
+ever sent), for at most ``rate_limit_wait`` seconds in all per request, and then
+fails that request (and so its zone) saying the limit was reached and to run
+again. hcloud then never sees a 429, so no two retry loops are stacked; it still
+retries ``conflict`` with backoff.
 
 Record set names in the API are relative to the zone (``@`` for the apex);
 TXT values are quoted strings of at most 255 characters each.
@@ -43,7 +52,9 @@ HCLOUD_IMPORT_ERROR: Optional[str]
 try:
     from hcloud import Client
     from hcloud.zones import Zone, ZoneRecord, ZoneRRSet
+    from requests.adapters import HTTPAdapter
 except ImportError:
+    HTTPAdapter = object
     HAS_HCLOUD = False
     HCLOUD_IMPORT_ERROR = traceback.format_exc()
 else:
@@ -56,6 +67,9 @@ RRSET_PAGE = 100
 # the module only keeps: it never deletes them, so their TTL matters only when asked for.
 APEX_KEPT_TYPES = ("SOA", "NS")
 APPLICATION = "kibamail.email_platform"
+# Hetzner refills the budget by one request per second: the wait when a 429 says nothing more.
+RATE_LIMIT_DEFAULT_DELAY = 1.0
+RATE_LIMIT_MIN_DELAY = 0.05
 
 
 @dataclass
@@ -64,6 +78,62 @@ class HetznerSettings:
     endpoint: str = "https://api.hetzner.cloud/v1"
     poll_interval: float = 1.0
     action_timeout: float = 300.0
+    rate_limit_wait: float = 60.0  # seconds one request may wait in all for the rate limit to let it through
+
+
+class RateLimitReached(Exception):
+    """The rate limit kept a request out for longer than ``rate_limit_wait``."""
+
+
+def rate_limit_delay(headers: Any, now: float) -> float:
+    """Seconds until the API takes one more request, from a 429's headers.
+
+    ``RateLimit-Reset`` is when the budget is full again; it refills evenly, so with
+    ``Remaining`` of ``Limit`` left, one request comes free every
+    ``(Reset - now) / (Limit - Remaining)`` seconds (one second at Hetzner's 3600/h).
+    """
+    retry_after = _number(headers.get("Retry-After"))
+    if retry_after is not None:
+        return max(retry_after, RATE_LIMIT_MIN_DELAY)
+    limit, remaining, reset = (_number(headers.get("RateLimit-%s" % name)) for name in ("Limit", "Remaining", "Reset"))
+    if limit is None or remaining is None or reset is None:
+        return RATE_LIMIT_DEFAULT_DELAY
+    if remaining >= limit:
+        return RATE_LIMIT_MIN_DELAY
+    return max((reset - now) / (limit - remaining), RATE_LIMIT_MIN_DELAY)
+
+
+def _number(text: Optional[str]) -> Optional[float]:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+class RateLimitAdapter(HTTPAdapter):  # type: ignore[misc,valid-type]
+    """Sends a request again after a 429, when the headers say it will be taken, within a bounded wait."""
+
+    def __init__(self, max_wait: float, sleep: Callable[[float], None]) -> None:
+        super().__init__()
+        self.max_wait = max_wait
+        self.sleep = sleep
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:  # pylint: disable=arguments-differ
+        waited = 0.0
+        while True:
+            response = super().send(request, *args, **kwargs)
+            if response.status_code != 429:
+                return response
+            delay = rate_limit_delay(response.headers, time.time())
+            if waited + delay > self.max_wait:
+                limit = response.headers.get("RateLimit-Limit")
+                response.close()
+                raise RateLimitReached(
+                    "the Hetzner Cloud API rate limit was reached (%s requests per hour for the project, shared by "
+                    "every client of it) and no request came free within %gs (the next in %gs): run again later; "
+                    "the zones that were done keep their results" % (limit or "a number of", self.max_wait, delay))
+            self.sleep(delay)
+            waited += delay
 
 
 class HetznerProvider:
@@ -77,6 +147,12 @@ class HetznerProvider:
             if not HAS_HCLOUD:
                 raise ProviderError("the hetzner provider needs the Python package hcloud (>= 2.11) on the controller")
             client = Client(token=settings.token, api_endpoint=settings.endpoint, application_name=APPLICATION)
+            session = getattr(getattr(client, "_client", None), "_session", None)
+            # hcloud offers no hook for its session; without one (another hcloud), its own backoff applies.
+            if session is not None:
+                adapter = RateLimitAdapter(settings.rate_limit_wait, sleep)
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
         self.settings = settings
         self.client = client
         self.sleep = sleep
@@ -85,6 +161,8 @@ class HetznerProvider:
     # ------------------------------------------------------------ errors
 
     def _error(self, error: Exception, doing: str) -> ProviderError:
+        if isinstance(error, RateLimitReached):
+            return ProviderError("%s failed: %s" % (doing, error))
         code = getattr(error, "code", None)
         message = getattr(error, "message", None) or str(error)
         hints = {
@@ -95,7 +173,7 @@ class HetznerProvider:
             "protected": "the record set is protected against changes: lift the protection or leave it out",
             "invalid_input": "the API refused the input",
             "uniqueness_error": "it already exists; run again so the module reads it first",
-            "rate_limit_exceeded": "the API rate limit stayed exhausted after the client's retries; run again later",
+            "rate_limit_exceeded": "the API rate limit was reached; run again later",
         }
         if code is None:
             return ProviderError("%s failed: cannot reach the Hetzner Cloud API at %s (%s): check hcloud_endpoint "

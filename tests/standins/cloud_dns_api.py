@@ -11,13 +11,23 @@ and the error envelope ``{"error": {"code": ..., "message": ..., "details": ...}
 429 rate_limit_exceeded). Writes return an action in status ``running``; it
 turns ``success`` after ``action_polls`` status reads. Every request is logged.
 
+Rate limit as Hetzner documents it: a budget of ``rate_limit`` requests (3600
+per hour per project) that refills gradually, ``rate_refill`` requests per
+second (one), so a token bucket. Every API request takes one, authenticated or
+not; an empty bucket answers 429 ``rate_limit_exceeded``. Every API response
+carries ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset``
+(the UNIX time at which the bucket is full again; with ``rate_refill`` 0 it
+never refills, and Reset says a year from now). No ``Retry-After``: Hetzner
+does not document one. ``rate_limited`` counts the 429s served.
+
 Run it on loopback::
 
     python tests/standins/cloud_dns_api.py --listen 127.0.0.1:8080 --token T --zone kbmta.net
 
 and point the client at ``http://127.0.0.1:8080/v1``. In tests, use
 ``CloudDnsStandin`` directly (``start()``, ``url``, ``requests``, ``zones``).
-Control endpoints (no token): ``GET /_standin/requests`` (the log),
+Small buckets for tests: ``--rate-limit 10 --rate-refill 5``.
+Control endpoints (no token, no rate limit): ``GET /_standin/requests`` (the log),
 ``POST /_standin/faults`` with ``{"rate_limit": N}`` (answer the next N API
 requests with 429). ``latency`` (seconds, outside the lock) makes requests overlap
 as on a real network; ``max_in_flight`` is the most API requests seen at once.
@@ -27,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import threading
 import time
@@ -39,6 +50,8 @@ from urllib.parse import parse_qs, urlsplit
 RRSET_TYPES = ("A", "AAAA", "CAA", "CNAME", "DS", "HINFO", "HTTPS", "MX", "NS", "PTR", "RP", "SOA", "SRV",
                "SVCB", "TLSA", "TXT")
 TXT_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+HOUR = 3600
+NEVER = 365 * 24 * HOUR  # how far away RateLimit-Reset is when the bucket never refills
 
 
 def now() -> str:
@@ -52,6 +65,38 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.details = details or {}
+
+
+class TokenBucket:
+    """Hetzner's rate limit: ``limit`` requests at most, ``refill`` more per second, up to ``limit``."""
+
+    def __init__(self, limit: int = HOUR, refill: float = 1.0) -> None:
+        if limit < 1 or refill < 0:
+            raise ValueError("the rate limit needs a limit of at least 1 and a refill of at least 0")
+        self.limit = limit
+        self.refill = refill
+        self.tokens = float(limit)
+        self.stamp = time.monotonic()
+
+    def _refill(self) -> None:
+        moment = time.monotonic()
+        self.tokens = min(float(self.limit), self.tokens + (moment - self.stamp) * self.refill)
+        self.stamp = moment
+
+    def take(self) -> bool:
+        """Spend one request of the budget; False when none is left."""
+        self._refill()
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def headers(self) -> Dict[str, str]:
+        self._refill()
+        missing = self.limit - self.tokens
+        to_full = missing / self.refill if self.refill else (NEVER if missing else 0)
+        return {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(int(self.tokens)),
+                "RateLimit-Reset": str(int(math.ceil(time.time() + to_full)))}
 
 
 @dataclass
@@ -98,8 +143,11 @@ class Zone:
 class CloudDnsState:
     """Zones, record sets and actions, guarded by one lock."""
 
-    def __init__(self, token: str, action_polls: int = 1, latency: float = 0.0) -> None:
+    def __init__(self, token: str, action_polls: int = 1, latency: float = 0.0, rate_limit: int = HOUR,
+                 rate_refill: float = 1.0) -> None:
         self.token = token
+        self.bucket = TokenBucket(rate_limit, rate_refill)
+        self.rate_limited = 0
         self.action_polls = action_polls
         self.latency = latency
         self.in_flight = 0
@@ -107,9 +155,20 @@ class CloudDnsState:
         self.zones: Dict[int, Zone] = {}
         self.actions: Dict[int, Action] = {}
         self.requests: List[Dict[str, Any]] = []
-        self.rate_limit_next = 0
+        self.rate_limit_next = 0  # a fault: the next N API requests are answered 429 whatever the bucket holds
         self.lock = threading.Lock()
         self._ids = 0
+
+    def take_request(self) -> bool:
+        """Count one API request against the budget; False if it must be answered 429."""
+        if self.rate_limit_next > 0:
+            self.rate_limit_next -= 1
+            allowed = False
+        else:
+            allowed = self.bucket.take()
+        if not allowed:
+            self.rate_limited += 1
+        return allowed
 
     def next_id(self) -> int:
         self._ids += 1
@@ -193,12 +252,14 @@ class Handler(BaseHTTPRequestHandler):
 
     # plumbing ------------------------------------------------------------
 
-    def _send(self, status: int, body: Optional[Dict[str, Any]]) -> None:
+    def _send(self, status: int, body: Optional[Dict[str, Any]], headers: Optional[Dict[str, str]] = None) -> None:
         data = json.dumps(body).encode() if body is not None else b""
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-Correlation-Id", "standin")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -215,6 +276,7 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         state = self.state
+        headers: Dict[str, str] = {}
         try:
             body = self._body() if method in ("POST", "PUT") else None
             if url.path.startswith("/_standin/"):
@@ -230,16 +292,18 @@ class Handler(BaseHTTPRequestHandler):
                     state.in_flight -= 1
             with state.lock:
                 state.requests.append({"method": method, "path": url.path, "query": query, "body": body})
+                allowed = state.take_request()  # every request counts, authenticated or not
+                headers = state.bucket.headers()
                 if self.headers.get("Authorization") != "Bearer %s" % state.token:
                     raise ApiError(401, "unauthorized", "unable to authenticate")
-                if state.rate_limit_next > 0:
-                    state.rate_limit_next -= 1
-                    raise ApiError(429, "rate_limit_exceeded", "limit of 3600 requests per hour reached")
+                if not allowed:
+                    raise ApiError(429, "rate_limit_exceeded",
+                                   "limit of %d requests per hour reached" % state.bucket.limit)
                 status, response = self._route(method, url.path, query, body)
-            self._send(status, response)
+            self._send(status, response, headers)
         except ApiError as error:
             self._send(error.status, {"error": {"code": error.code, "message": error.message,
-                                                "details": error.details}})
+                                                "details": error.details}}, headers)
 
     def _control(self, method: str, path: str, body: Any) -> None:
         state = self.state
@@ -387,8 +451,8 @@ class CloudDnsStandin:
     """The stand-in as an object: ``start()``, ``url``, ``state``, ``stop()``."""
 
     def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0, action_polls: int = 1,
-                 latency: float = 0.0) -> None:
-        self.state = CloudDnsState(token, action_polls, latency)
+                 latency: float = 0.0, rate_limit: int = HOUR, rate_refill: float = 1.0) -> None:
+        self.state = CloudDnsState(token, action_polls, latency, rate_limit, rate_refill)
         handler = type("BoundHandler", (Handler,), {"state": self.state})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.thread: Optional[threading.Thread] = None
@@ -418,11 +482,16 @@ def main() -> None:
     parser.add_argument("--token", required=True, help="the API token clients must send")
     parser.add_argument("--zone", action="append", default=[], help="a zone to create at start (repeatable)")
     parser.add_argument("--action-polls", type=int, default=1, help="status reads before an action succeeds")
+    parser.add_argument("--rate-limit", type=int, default=HOUR,
+                        help="requests the budget holds at most (Hetzner: 3600 per hour per project)")
+    parser.add_argument("--rate-refill", type=float, default=1.0,
+                        help="requests per second the budget refills (Hetzner: 1; 0: never)")
     args = parser.parse_args()
     host, port = args.listen.rsplit(":", 1)
     if host not in ("127.0.0.1", "localhost", "::1"):
         parser.error("the stand-in listens on loopback only")
-    standin = CloudDnsStandin(args.token, host, int(port), args.action_polls)
+    standin = CloudDnsStandin(args.token, host, int(port), args.action_polls, rate_limit=args.rate_limit,
+                              rate_refill=args.rate_refill)
     for zone in args.zone:
         standin.state.add_zone(zone)
     print("listening on %s" % standin.url, flush=True)
