@@ -55,6 +55,10 @@ def get(server: CloudDnsStandin, path: str = "/zones", token: str = TOKEN) -> Tu
         return error.code, dict(error.headers), json.loads(error.read())
 
 
+def statuses(server: CloudDnsStandin, count: int) -> list:
+    return [get(server)[0] for attempt in range(count)]
+
+
 # ------------------------------------------------------------ the stand-in
 
 
@@ -62,17 +66,17 @@ def test_defaults_are_hetzners_and_every_answer_says_where_the_budget_stands(ser
     server = servers()
     before = time.time()
     answers = [get(server), get(server, "/zones/nope.example"), get(server, token="wrong")]
-    assert [status for status, _, _ in answers] == [200, 404, 401]
-    assert [headers["RateLimit-Limit"] for _, headers, _ in answers] == ["3600"] * 3
+    assert [answer[0] for answer in answers] == [200, 404, 401]
+    assert [answer[1]["RateLimit-Limit"] for answer in answers] == ["3600"] * 3
     # every request counts, authenticated or not; one request comes back per second
-    assert [headers["RateLimit-Remaining"] for _, headers, _ in answers] == ["3599", "3598", "3597"]
+    assert [answer[1]["RateLimit-Remaining"] for answer in answers] == ["3599", "3598", "3597"]
     reset = int(answers[-1][1]["RateLimit-Reset"])
     assert before + 2 <= reset <= time.time() + 4
 
 
 def test_an_empty_bucket_answers_429_with_hetzners_error_body(servers):
     server = servers(rate_limit=2, rate_refill=0.5)
-    assert [get(server)[0] for _ in range(2)] == [200, 200]
+    assert statuses(server, 2) == [200, 200]
     status, headers, body = get(server)
     assert status == 429
     assert body == {"error": {"code": "rate_limit_exceeded", "message": "limit of 2 requests per hour reached",
@@ -85,17 +89,17 @@ def test_an_empty_bucket_answers_429_with_hetzners_error_body(servers):
 
 def test_the_bucket_refills_gradually_up_to_its_limit(servers):
     server = servers(rate_limit=3, rate_refill=20)
-    assert [get(server)[0] for _ in range(4)] == [200, 200, 200, 429]
+    assert statuses(server, 4) == [200, 200, 200, 429]
     time.sleep(0.08)  # 1.6 requests come back
-    assert [get(server)[0] for _ in range(2)] == [200, 429]
+    assert statuses(server, 2) == [200, 429]
     time.sleep(0.5)  # ten would come back; the bucket holds three
-    assert [get(server)[0] for _ in range(4)] == [200, 200, 200, 429]
+    assert statuses(server, 4) == [200, 200, 200, 429]
 
 
 def test_without_refill_the_bucket_never_resets(servers):
     server = servers(rate_limit=1, rate_refill=0)
     assert get(server)[0] == 200
-    status, headers, _ = get(server)
+    status, headers = get(server)[:2]
     assert status == 429 and int(headers["RateLimit-Reset"]) > time.time() + 300 * 24 * 3600
 
 
