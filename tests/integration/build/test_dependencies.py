@@ -20,7 +20,8 @@ FQCN = re.compile(r"\b([a-z][a-z0-9_]*)\.([a-z][a-z0-9_]*)\.[a-z][a-z0-9_]*\b")
 # Collections and plugins' own imports of other collections.
 COLLECTION_IMPORT = re.compile(r"^\s*(?:from|import)\s+ansible_collections\.([a-z0-9_]+)\.([a-z0-9_]+)\b", re.MULTILINE)
 # Third-party imports in plugins/, by the PyPI name that provides them.
-PYPI_NAME = {"hcloud": "hcloud", "dns": "dnspython", "spf": "pyspf", "cryptography": "cryptography"}
+PYPI_NAME = {"hcloud": "hcloud", "dns": "dnspython", "spf": "pyspf", "cryptography": "cryptography",
+             "requests": "requests"}
 PY_IMPORT = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
 # Python packages ansible-core needs for what our templates and playbooks call.
 CONTENT_NEEDS = {
