@@ -6,7 +6,8 @@ set -euo pipefail
 
 # chromium: headless, for the browser test of the verify report (tests/integration/verify/test_report_browser.py)
 # python3-milter: the unit test of the MTA sender milter runs it under /usr/bin/python3
-PACKAGES=(docker.io debootstrap bind9 bind9-utils iptables rsync swaks openssl apt-cacher-ng python3-venv chromium python3-milter pebble)
+# prometheus, prometheus-alertmanager: promtool and amtool for the unit tests of the alert rules (tests/unit/monitoring)
+PACKAGES=(docker.io debootstrap bind9 bind9-utils iptables rsync swaks openssl apt-cacher-ng python3-venv chromium python3-milter pebble prometheus prometheus-alertmanager)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
