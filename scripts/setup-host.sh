@@ -20,6 +20,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 # named from bind9 is only used on loopback by the tests; never as a host service.
 # pebble (the ACME test CA) likewise: tests/integration/acme starts it on loopback.
+# prometheus and prometheus-alertmanager: only their tools (promtool, amtool) are used here.
+if [ -d /run/systemd/system ]; then
+  systemctl disable --now prometheus prometheus-alertmanager prometheus-node-exporter >/dev/null 2>&1 || true
+fi
 
 if ! docker info >/dev/null 2>&1; then
   echo "setup-host: starting dockerd"
