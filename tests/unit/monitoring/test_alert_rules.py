@@ -16,14 +16,14 @@ import yaml
 from monitoring_support import PROMTOOL_TESTS, render, role_defaults
 
 PROMTOOL = shutil.which("promtool")
-pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool is missing: Debian's prometheus package "
-                                                          "provides it (scripts/setup-host.sh installs it)")
+pytestmark = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool is missing: Debian's prometheus package provides it (scripts/setup-host.sh installs it)")
 TEST_FILES = sorted(PROMTOOL_TESTS.glob("*.test.yml"))
 
 
 @pytest.fixture(name="rules_dir")
 def fixture_rules_dir(tmp_path: Path) -> Path:
-    (tmp_path / "kibamail.rules.yml").write_text(render("kibamail.rules.yml.j2", role_defaults()), encoding="utf-8")
+    (tmp_path / "kibamail-rules.yml").write_text(render("kibamail-rules.yml.j2", role_defaults()), encoding="utf-8")
     for test in TEST_FILES:
         shutil.copy(test, tmp_path / test.name)
     return tmp_path
@@ -34,7 +34,7 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_rules_pass_promtool_check(rules_dir):
-    proc = promtool("check", "rules", "kibamail.rules.yml", cwd=rules_dir)
+    proc = promtool("check", "rules", "kibamail-rules.yml", cwd=rules_dir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -46,7 +46,7 @@ def test_promtool_unit_tests(rules_dir, test_file):
 
 def test_every_alert_is_tested(rules_dir):
     """Each alert of the rules appears in a promtool test, firing (exp_alerts given) and not firing."""
-    rules = yaml.safe_load((rules_dir / "kibamail.rules.yml").read_text(encoding="utf-8"))
+    rules = yaml.safe_load((rules_dir / "kibamail-rules.yml").read_text(encoding="utf-8"))
     alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
     firing, quiet = set(), set()
     for test_file in TEST_FILES:
@@ -62,8 +62,8 @@ def test_every_alert_is_tested(rules_dir):
 
 def test_thresholds_follow_the_role_inputs(tmp_path):
     """A threshold set on the role is the one in the rules (complaint rate, backend-down time)."""
-    text = render("kibamail.rules.yml.j2", role_defaults({"monitoring_alert_complaint_rate_critical": 0.005,
-                                                           "monitoring_alert_backend_down_for": "15s"}))
+    overrides = {"monitoring_alert_complaint_rate_critical": 0.005, "monitoring_alert_backend_down_for": "15s"}
+    text = render("kibamail-rules.yml.j2", role_defaults(overrides))
     rules = yaml.safe_load(text)
     by_name = {}
     for group in rules["groups"]:
