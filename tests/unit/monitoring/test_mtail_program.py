@@ -56,7 +56,7 @@ def counters(tmp_path: Path) -> Dict[Tuple[str, Tuple[Tuple[str, str], ...]], fl
         if not line.startswith("kb_"):
             continue
         series, value = line.rsplit(" ", 1)
-        name, _, labels = series.partition("{")
+        name, labels = series.split("{", 1) if "{" in series else (series, "")
         pairs = tuple(sorted(tuple(p.split("=", 1)) for p in labels.rstrip("}").replace('"', "").split(",") if p))
         found[(name, pairs)] = float(value)
     return found
