@@ -56,7 +56,11 @@ HOSTS=(
   "us-mta2 198.51.100.22 mta_transactional"
   "eu-mta1 198.51.100.31 mta_marketing"
   "eu-mta2 198.51.100.32 mta_marketing"
+  "kb-mon 198.51.100.40 monitoring"
 )
+# Prometheus and Alertmanager on kb-mon (inventories/lab/group_vars/monitoring.yml).
+MONITORING_URL=http://198.51.100.40:9090
+ALERTMANAGER_URL=http://198.51.100.40:9093
 
 say() { printf 'lab: %s\n' "$*"; }
 die() { printf 'lab: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -385,6 +389,9 @@ cmd_status() {
     fi
   done
   if [ -f "$LAB_DIR/lab.json" ]; then echo "description: $LAB_DIR/lab.json"; fi
+  if docker container inspect kb-mon >/dev/null 2>&1; then
+    echo "monitoring: Prometheus $MONITORING_URL, Alertmanager $ALERTMANAGER_URL"
+  fi
 }
 
 cmd_down() {
