@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import ssl
 import stat
+import subprocess
 from pathlib import Path
 
 import dns.rcode
@@ -146,3 +147,17 @@ def test_a_failing_challenge_keeps_the_certificates_and_says_why(tls_run, pebble
     warnings = [item["msg"] for item in run.task("Report the certificates that could not be issued")]
     assert len(warnings) == 4 and all("Publish the challenge records" in w for w in warnings), warnings
     assert run.stats.get("rescued", 0) >= 1
+
+
+def test_the_self_signed_setup_fails_with_the_same_client(pebble_root, plan, tmp_path):
+    """Negative control: what every listener presented before ACME (a self-signed pair for the
+    MTA's names, as roles/mta makes without a certificate) is refused by the client that
+    accepts the issued certificates, for the same name."""
+    conf = plan["mtas"][sorted(plan["mtas"])[0]]
+    key, pem = tmp_path / "self.key", tmp_path / "self.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825",
+                    "-keyout", str(key), "-out", str(pem), "-subj", "/CN=%s" % conf["fqdn"],
+                    "-addext", "subjectAltName=" + ",".join("DNS:%s" % n for n in conf["tls_names"])],
+                   check=True, capture_output=True)
+    with pytest.raises(ssl.SSLCertVerificationError, match="self.signed certificate"):
+        tls_handshake(pem, key, pebble_root, conf["tls_names"][0])
