@@ -25,18 +25,18 @@ STAMP = "2026-12-06T22:30:14.798896+00:00 us-mta1 "
 RELAY = "relay=mx.recipient.example[198.51.100.25]:25, delay=0.5, delays=0.1/0.1/0.2/0.1"
 LOG = [
     "postfix/qmgr[100]: AAA111: from=<bounces@kb-bounces.kibamail.com>, size=300, nrcpt=1 (queue active)",
-    "postfix/kb-192-0-2-10[200]: AAA111: to=<a@recipient.example>, %s, dsn=4.7.0, status=deferred (try later)" % RELAY,
+    "postfix/kb-192-0-2-10/smtp[200]: AAA111: to=<a@recipient.example>, %s, dsn=4.7.0, status=deferred (try later)" % RELAY,
     "postfix/qmgr[100]: AAA111: from=<bounces@kb-bounces.kibamail.com>, size=300, nrcpt=1 (queue active)",
-    "postfix/kb-192-0-2-10[200]: AAA111: to=<a@recipient.example>, %s, dsn=2.0.0, status=sent (250 ok)" % RELAY,
+    "postfix/kb-192-0-2-10/smtp[200]: AAA111: to=<a@recipient.example>, %s, dsn=2.0.0, status=sent (250 ok)" % RELAY,
     "postfix/qmgr[100]: AAA111: removed",
     "postfix/qmgr[100]: BBB222: from=<bounces@RP.other.example>, size=300, nrcpt=2 (queue active)",
-    "postfix/kb-192-0-2-11[201]: BBB222: to=<b@recipient.example>, %s, dsn=5.1.1, status=bounced (user unknown)" % RELAY,
-    "postfix/kb-192-0-2-11[201]: BBB222: to=<c@recipient.example>, %s, dsn=2.0.0, status=sent (250 ok)" % RELAY,
+    "postfix/kb-192-0-2-11/smtp[201]: BBB222: to=<b@recipient.example>, %s, dsn=5.1.1, status=bounced (user unknown)" % RELAY,
+    "postfix/kb-192-0-2-11/smtp[201]: BBB222: to=<c@recipient.example>, %s, dsn=2.0.0, status=sent (250 ok)" % RELAY,
     "postfix/qmgr[100]: BBB222: removed",
     "postfix/qmgr[100]: CCC333: from=<>, size=300, nrcpt=1 (queue active)",
     "postfix/smtp[202]: CCC333: to=<d@recipient.example>, %s, dsn=2.0.0, status=sent (250 ok)" % RELAY,
     "postfix/qmgr[100]: CCC333: removed",
-    "postfix/kb-192-0-2-10[200]: connect to mx.recipient.example[198.51.100.25]:25: Connection refused",
+    "postfix/kb-192-0-2-10/smtp[200]: connect to mx.recipient.example[198.51.100.25]:25: Connection refused",
 ]
 
 
