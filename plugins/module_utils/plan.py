@@ -18,7 +18,7 @@ import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 # RFC 7208 3.4: keep an SPF record small enough for a UDP answer.
 SPF_MAX_BYTES = 450
@@ -223,24 +223,32 @@ def _rrset(name: str, rtype: str, ttl: int, values: list) -> dict:
     return {"name": name, "type": rtype, "ttl": ttl, "values": list(values)}
 
 
+def placeholder(addr_text: Any) -> Optional[str]:
+    """Why an inventory value is a placeholder (None when it is not): it holds the
+    PLACEHOLDER_MARK, or it is an address or network inside PLACEHOLDER_NETS."""
+    if addr_text is None:
+        return None
+    text = str(addr_text)
+    if PLACEHOLDER_MARK in text:
+        return text
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    if any(net.subnet_of(p) for p in PLACEHOLDER_NETS if p.version == net.version):
+        return "%s, a documentation/benchmark address" % text
+    return None
+
+
 def _placeholders(spec: dict, pools: dict, hosts: dict) -> list:
     if spec.get("lab"):
         return []
     found = []
 
     def check(addr_text: Any, where: str) -> None:
-        if addr_text is None:
-            return
-        text = str(addr_text)
-        if PLACEHOLDER_MARK in text:
-            found.append("%s is %s" % (where, text))
-            return
-        try:
-            net = ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            return
-        if any(net.subnet_of(p) for p in PLACEHOLDER_NETS if p.version == net.version):
-            found.append("%s is %s, a documentation/benchmark address" % (where, text))
+        why = placeholder(addr_text)
+        if why is not None:
+            found.append("%s is %s" % (where, why))
 
     for name, pool in sorted(pools.items()):
         check(pool.network, "pool %s subnet" % name)
