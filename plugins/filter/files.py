@@ -19,9 +19,9 @@ def file_entries(items: List[Dict[str, Any]], dest: str, content: str, strip: bo
             path = dest.format(**item)
             text = item[content]
         except (KeyError, IndexError, AttributeError, TypeError) as exc:
+            keys = sorted(item) if isinstance(item, dict) else type(item).__name__
             raise AnsibleFilterError("file_entries: every item needs the keys named in dest (%s) and content (%s): "
-                                     "%s is missing one (%s)" % (dest, content, sorted(item) if isinstance(item, dict)
-                                                                  else type(item).__name__, exc)) from None
+                                     "%s is missing one (%s)" % (dest, content, keys, exc)) from None
         entries.append(dict(attributes, dest=path, content=str(text).strip() + "\n" if strip else str(text)))
     return entries
 

@@ -150,7 +150,7 @@ def validate_input(directories: list, files: list, check_mode: bool = False) -> 
         if not os.path.isabs(path):
             raise ManagedFilesError("%s: the path must be absolute" % where)
         wanted_dirs.append((os.path.normpath(path), resolve_ownership(entry, where, check_mode)))
-    dir_paths = {path for path, _ in wanted_dirs}
+    dir_paths = {pair[0] for pair in wanted_dirs}
     for entry in files:
         dest = entry["dest"]
         where = "file %s" % dest
