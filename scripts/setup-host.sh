@@ -25,10 +25,22 @@ if [ -d /run/systemd/system ]; then
   systemctl disable --now prometheus prometheus-alertmanager prometheus-node-exporter mtail >/dev/null 2>&1 || true
 fi
 
+# Daemons started here outlive this script: they must not keep the file
+# descriptors it inherited (a caller's `flock FILE cmd` holds its lock on
+# fd 3, and a dockerd holding it would keep the lock taken for good).
+without_inherited_fds() {
+  local fd
+  for fd in /proc/self/fd/*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-" 2>/dev/null || true; fi
+  done
+  exec "$@"
+}
+
 if ! docker info >/dev/null 2>&1; then
   echo "setup-host: starting dockerd"
   mkdir -p /var/log
-  nohup dockerd >/var/log/dockerd.log 2>&1 &
+  (without_inherited_fds nohup dockerd >/var/log/dockerd.log 2>&1 < /dev/null) &
   for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && break
     sleep 0.5
@@ -70,8 +82,8 @@ if ! acng_works; then
   chown -R apt-cacher-ng: /var/cache/apt-cacher-ng /var/log/apt-cacher-ng /run/apt-cacher-ng 2>/dev/null || true
   # In the foreground, sent to the background by us: its own daemon mode
   # was seen answering 503 for every host on this kind of machine.
-  setsid nohup /usr/sbin/apt-cacher-ng -c /etc/apt-cacher-ng ForeGround=1 PidFile=/run/apt-cacher-ng/pid \
-    SocketPath=/run/apt-cacher-ng/socket >/var/log/apt-cacher-ng/foreground.log 2>&1 < /dev/null &
+  (without_inherited_fds setsid nohup /usr/sbin/apt-cacher-ng -c /etc/apt-cacher-ng ForeGround=1 PidFile=/run/apt-cacher-ng/pid \
+    SocketPath=/run/apt-cacher-ng/socket >/var/log/apt-cacher-ng/foreground.log 2>&1 < /dev/null) &
   for _ in $(seq 1 30); do acng_works && break; sleep 1; done
   acng_works || { echo "setup-host: the apt cache on port 3142 cannot fetch from the Debian mirror" >&2; exit 1; }
 fi

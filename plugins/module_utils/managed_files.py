@@ -57,6 +57,9 @@ class Ownership:
     uid: Optional[int]
     gid: Optional[int]
     mode: Optional[int]
+    # Check mode only: owners or groups the host does not have yet (a package that
+    # would create them is not installed); the path counts as one that would change.
+    missing: tuple = ()
 
 
 def parse_mode(mode, where: str) -> Optional[int]:
@@ -73,28 +76,39 @@ def parse_mode(mode, where: str) -> Optional[int]:
     return value
 
 
-def resolve_ownership(entry: dict, where: str) -> Ownership:
+def resolve_ownership(entry: dict, where: str, check_mode: bool = False) -> Ownership:
     """Look the owner and group up by name (or number) before anything is written."""
     uid = gid = None
+    missing = []
     owner, group = entry.get("owner"), entry.get("group")
     if owner not in (None, ""):
         try:
             uid = int(owner) if str(owner).isdigit() else pwd.getpwnam(owner).pw_uid
         except KeyError:
-            raise ManagedFilesError("%s: no user %r on this host: create it first or name another owner"
-                                    % (where, owner)) from None
+            if not check_mode:
+                raise ManagedFilesError("%s: no user %r on this host: create it first or name another owner"
+                                        % (where, owner)) from None
+            missing.append("owner %s (not on the host yet)" % owner)
     if group not in (None, ""):
         try:
             gid = int(group) if str(group).isdigit() else grp.getgrnam(group).gr_gid
         except KeyError:
-            raise ManagedFilesError("%s: no group %r on this host: create it first or name another group"
-                                    % (where, group)) from None
-    return Ownership(uid, gid, parse_mode(entry.get("mode"), where))
+            if not check_mode:
+                raise ManagedFilesError("%s: no group %r on this host: create it first or name another group"
+                                        % (where, group)) from None
+            missing.append("group %s (not on the host yet)" % group)
+    return Ownership(uid, gid, parse_mode(entry.get("mode"), where), tuple(missing))
 
 
-def attribute_changes(st: os.stat_result, want: Ownership) -> dict:
+def pending(want: Ownership) -> dict:
+    return {"pending": ("", "; ".join(want.missing))} if want.missing else {}
+
+
+def attribute_changes(st: Optional[os.stat_result], want: Ownership) -> dict:
     """Owner, group and mode that differ from what is wanted: {name: (before, after)}."""
-    changes = {}
+    changes = pending(want)
+    if st is None:
+        return changes
     if want.uid is not None and st.st_uid != want.uid:
         changes["owner"] = (st.st_uid, want.uid)
     if want.gid is not None and st.st_gid != want.gid:
@@ -123,16 +137,20 @@ def read_bytes(path: str) -> Optional[bytes]:
         return None
 
 
-def validate_input(directories: list, files: list) -> tuple:
-    """Check every entry and resolve owners; raise before anything is touched."""
+def validate_input(directories: list, files: list, check_mode: bool = False) -> tuple:
+    """Check every entry and resolve owners; raise before anything is touched.
+
+    In check mode an earlier task of the run may not have created a user, a group or a parent directory
+    yet (nothing was installed): those paths are reported as changes instead of refused.
+    """
     wanted_dirs, wanted_files, seen = [], [], set()
     for entry in directories:
         path = entry["path"]
         where = "directory %s" % path
         if not os.path.isabs(path):
             raise ManagedFilesError("%s: the path must be absolute" % where)
-        wanted_dirs.append((os.path.normpath(path), resolve_ownership(entry, where)))
-    dir_paths = {path for path, _ in wanted_dirs}
+        wanted_dirs.append((os.path.normpath(path), resolve_ownership(entry, where, check_mode)))
+    dir_paths = {pair[0] for pair in wanted_dirs}
     for entry in files:
         dest = entry["dest"]
         where = "file %s" % dest
@@ -146,9 +164,9 @@ def validate_input(directories: list, files: list) -> tuple:
         if validate and "%s" not in validate:
             raise ManagedFilesError("%s: validate %r must contain %%s (the file to check)" % (where, validate))
         parent = os.path.dirname(dest)
-        if parent not in dir_paths and not os.path.isdir(parent):
+        if parent not in dir_paths and not os.path.isdir(parent) and not check_mode:
             raise ManagedFilesError("%s: directory %s does not exist: add it to directories" % (where, parent))
-        wanted_files.append((dest, entry, resolve_ownership(entry, where)))
+        wanted_files.append((dest, entry, resolve_ownership(entry, where, check_mode)))
     return wanted_dirs, wanted_files
 
 
@@ -231,7 +249,7 @@ def converge_file(dest: str, entry: dict, want: Ownership, check_mode: bool, out
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise ManagedFilesError("file %s: something that is not a regular file is in the way" % dest)
     before = read_bytes(dest) if st is not None else None
-    attributes = attribute_changes(st, want) if st is not None else {}
+    attributes = attribute_changes(st, want)
     if before == content and not attributes:
         return
     if not check_mode:
@@ -248,7 +266,7 @@ def converge_file(dest: str, entry: dict, want: Ownership, check_mode: bool, out
 
 def converge(directories: list, files: list, check_mode: bool, runner: Callable = run_command) -> Outcome:
     """Directories first (in the order given), then files; stops at the first failure."""
-    wanted_dirs, wanted_files = validate_input(directories, files)
+    wanted_dirs, wanted_files = validate_input(directories, files, check_mode)
     outcome = Outcome()
     for path, want in wanted_dirs:
         try:
@@ -260,7 +278,8 @@ def converge(directories: list, files: list, check_mode: bool, runner: Callable 
     for dest, entry, want in wanted_files:
         if check_mode and not os.path.isdir(os.path.dirname(dest)):
             outcome.record(dest, entry.get("tag") or "",
-                           file_diff(dest, None, entry["content"].encode("utf-8"), bool(entry.get("secret")), {}))
+                           file_diff(dest, None, entry["content"].encode("utf-8"), bool(entry.get("secret")),
+                                     pending(want)))
             continue
         try:
             converge_file(dest, entry, want, check_mode, outcome, runner)

@@ -180,7 +180,7 @@ def main() -> None:
             module.no_log_values.add(entry["content"])
     try:
         outcome = converge(module.params["directories"], module.params["files"], module.check_mode,
-                           runner=lambda argv: module.run_command(argv))
+                           runner=module.run_command)
     except ManagedFilesError as exc:
         done = exc.outcome
         module.fail_json(msg=str(exc), changed=bool(done.changed_paths), changed_paths=done.changed_paths,

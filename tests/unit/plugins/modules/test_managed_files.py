@@ -138,3 +138,14 @@ def test_owner_and_group_by_number_are_applied_and_compared(tmp_path, capsys, tr
         assert result["changed_paths"] == [tree["files"][0]["dest"]]
         assert os.stat(tree["files"][0]["dest"]).st_uid == 65534
         assert result["diff"][0]["after"].endswith("owner: 65534\n")
+
+
+def test_check_mode_on_a_fresh_host_reports_what_a_package_would_bring(tmp_path, capsys, tree):
+    # Check mode before the package that creates the user and the directory is installed: reported, not refused.
+    tree["directories"].pop()
+    tree["files"][2]["owner"] = "no-such-user-kb"
+    result = run(capsys, tree, check=True, diff=True)
+    assert "failed" not in result and result["changed_paths"][-1] == tree["files"][2]["dest"]
+    assert "owner no-such-user-kb (not on the host yet)" in result["diff"][-1]["after"]
+    refused = run(capsys, tree)
+    assert refused["failed"] is True and "does not exist: add it to directories" in refused["msg"]
