@@ -76,27 +76,30 @@ def parse_mode(mode, where: str) -> Optional[int]:
     return value
 
 
+def lookup_id(kind: str, name, where: str, check_mode: bool, missing: list) -> Optional[int]:
+    """The number of a user or group given by name or number; None when not given.
+
+    In check mode a name the host does not know yet goes to ``missing`` instead of failing.
+    """
+    if name in (None, ""):
+        return None
+    if str(name).isdigit():
+        return int(name)
+    try:
+        return pwd.getpwnam(name).pw_uid if kind == "user" else grp.getgrnam(name).gr_gid
+    except KeyError:
+        if not check_mode:
+            raise ManagedFilesError("%s: no %s %r on this host: create it first or name another %s"
+                                    % (where, kind, name, "owner" if kind == "user" else kind)) from None
+        missing.append("%s %s (not on the host yet)" % ("owner" if kind == "user" else kind, name))
+        return None
+
+
 def resolve_ownership(entry: dict, where: str, check_mode: bool = False) -> Ownership:
     """Look the owner and group up by name (or number) before anything is written."""
-    uid = gid = None
-    missing = []
-    owner, group = entry.get("owner"), entry.get("group")
-    if owner not in (None, ""):
-        try:
-            uid = int(owner) if str(owner).isdigit() else pwd.getpwnam(owner).pw_uid
-        except KeyError:
-            if not check_mode:
-                raise ManagedFilesError("%s: no user %r on this host: create it first or name another owner"
-                                        % (where, owner)) from None
-            missing.append("owner %s (not on the host yet)" % owner)
-    if group not in (None, ""):
-        try:
-            gid = int(group) if str(group).isdigit() else grp.getgrnam(group).gr_gid
-        except KeyError:
-            if not check_mode:
-                raise ManagedFilesError("%s: no group %r on this host: create it first or name another group"
-                                        % (where, group)) from None
-            missing.append("group %s (not on the host yet)" % group)
+    missing: list = []
+    uid = lookup_id("user", entry.get("owner"), where, check_mode, missing)
+    gid = lookup_id("group", entry.get("group"), where, check_mode, missing)
     return Ownership(uid, gid, parse_mode(entry.get("mode"), where), tuple(missing))
 
 
@@ -170,13 +173,19 @@ def validate_input(directories: list, files: list, check_mode: bool = False) -> 
     return wanted_dirs, wanted_files
 
 
-def converge_directory(path: str, want: Ownership, check_mode: bool, outcome: Outcome) -> None:
+def existing(path: str, is_kind: Callable, what: str) -> Optional[os.stat_result]:
+    """The path's stat, None when absent; something of another kind in the way fails."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        st = None
-    if st is not None and not stat.S_ISDIR(st.st_mode):
-        raise ManagedFilesError("directory %s: a file that is not a directory is in the way" % path)
+        return None
+    if not is_kind(st.st_mode):
+        raise ManagedFilesError("%s: something that is not a %s is in the way" % (path, what))
+    return st
+
+
+def converge_directory(path: str, want: Ownership, check_mode: bool, outcome: Outcome) -> None:
+    st = existing(path, stat.S_ISDIR, "directory")
     if st is None:
         outcome.record(path, "", {"before_header": path, "after_header": path,
                                   "before": "(absent)\n", "after": "directory\n"})
@@ -242,12 +251,7 @@ def file_diff(dest: str, before: Optional[bytes], after: bytes, secret: bool, at
 def converge_file(dest: str, entry: dict, want: Ownership, check_mode: bool, outcome: Outcome,
                   runner: Callable = run_command) -> None:
     content = entry["content"].encode("utf-8")
-    try:
-        st = os.lstat(dest)
-    except FileNotFoundError:
-        st = None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        raise ManagedFilesError("file %s: something that is not a regular file is in the way" % dest)
+    st = existing(dest, stat.S_ISREG, "regular file")
     before = read_bytes(dest) if st is not None else None
     attributes = attribute_changes(st, want)
     if before == content and not attributes:

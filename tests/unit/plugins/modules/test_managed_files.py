@@ -149,3 +149,11 @@ def test_check_mode_on_a_fresh_host_reports_what_a_package_would_bring(tmp_path,
     assert "owner no-such-user-kb (not on the host yet)" in result["diff"][-1]["after"]
     refused = run(capsys, tree)
     assert refused["failed"] is True and "does not exist: add it to directories" in refused["msg"]
+
+
+def test_something_of_another_kind_in_the_way_fails_and_is_left_alone(tmp_path, capsys, tree):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "app").write_text("a file where the directory goes\n")
+    result = run(capsys, tree)
+    assert result["failed"] is True and "is not a directory is in the way" in result["msg"]
+    assert (tmp_path / "etc" / "app").read_text() == "a file where the directory goes\n"
