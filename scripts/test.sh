@@ -71,7 +71,21 @@ stage_integration() {
   env -u KB_LAB_TESTS python -m pytest -q -p no:cacheprovider --durations=15 --ignore=tests/integration/lab "${dirs[@]}"
 }
 stage_build() { scripts/build-collection.sh; }
-stage_molecule() { molecule test -s "$1"; }
+# Molecule's step lines ("<scenario> ➜ converge: Executing") get the seconds
+# since the stage began, so a stage's time splits into its steps (printed
+# with the stage's result). pipefail keeps molecule's exit status.
+stage_molecule() {
+  local begin=$SECONDS line
+  molecule test -s "$1" 2>&1 | while IFS= read -r line; do
+    case $line in
+      *"➜"*) printf '[%5ss] %s\n' "$((SECONDS - begin))" "$line" ;;
+      *) printf '%s\n' "$line" ;;
+    esac
+  done
+}
+molecule_steps() {   # the stamped "Executing" lines of a scenario's log, colours removed
+  grep -a -E '^\[ *[0-9]+s\].*Executing' "$1" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^/   | step /' || true
+}
 
 # --- which stages --------------------------------------------------------------
 static=(); scenarios=()
@@ -127,7 +141,7 @@ report() {   # one block per stage; the lock keeps the lanes' blocks apart
 }
 
 run_stage() {   # run_stage <stage> <lane>
-  local s=$1 lane=$2 start rc dur
+  local s=$1 lane=$2 start rc dur steps
   start=$(date +%s)
   report "== $s: running in lane $lane (log: .cache/test-logs/$s.log)"
   if [[ $s == molecule-* ]]; then
@@ -138,11 +152,13 @@ run_stage() {   # run_stage <stage> <lane>
   # pytest exits 5 when a folder holds no test yet: that is a failure of ours,
   # not a pass; keep it visible.
   dur=$(( $(date +%s) - start ))
+  steps=""
+  [[ $s != molecule-* ]] || steps=$(molecule_steps "$logs/$s.log")
   if [ "$rc" -eq 0 ]; then
-    report "PASS $s (${dur}s)" "$(tail -n 3 "$logs/$s.log" | sed 's/^/   | /')"
+    report "PASS $s (${dur}s)" "$steps" "$(tail -n 3 "$logs/$s.log" | sed 's/^/   | /')"
     echo "$s $lane $((start - t0)) $dur PASS" >>"$run_dir/results"
   else
-    report "FAIL $s (${dur}s, exit $rc)" "$(tail -n 60 "$logs/$s.log" | sed 's/^/   | /')"
+    report "FAIL $s (${dur}s, exit $rc)" "$steps" "$(tail -n 60 "$logs/$s.log" | sed 's/^/   | /')"
     echo "$s $lane $((start - t0)) $dur FAIL" >>"$run_dir/results"
   fi
 }

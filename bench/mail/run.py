@@ -11,7 +11,7 @@ delivers it through its sending IP to the lab receiver kb-mx
 
 Paths, measured in the same run, alternating, median of several runs:
 
-- lb: a throwaway client container on kb-lab (198.51.100.40) submits to the
+- lb: a throwaway client container on kb-lab (198.51.100.45) submits to the
   transactional load balancer, 198.51.100.10:587; HAProxy (TCP mode, TLS
   passed through) adds PROXY v2 and spreads the sessions over us-mta1 and
   us-mta2 (leastconn), port 2587.
@@ -78,7 +78,7 @@ LB_PORT = 587
 BACKEND = "be_submission"          # HAProxy backend of port 587 (roles/haproxy)
 IMAGE = "local/debian-systemd:12"  # the lab's image: has python3
 CLIENT_LB = "kb-bench-mail-client"
-CLIENT_LB_ADDRESS = "198.51.100.40"
+CLIENT_LB_ADDRESS = "198.51.100.45"  # free in the lab (scripts/lab.sh HOSTS); .40 is kb-mon
 CLIENT_DIRECT = "kb-bench-mail-direct"
 LABEL = "kibamail.bench=mail"
 
@@ -526,7 +526,7 @@ class Bench:
         lines += ["    docker exec -i %s %s" % (s.path.container, example[k]) for k, s in series.items()]
         lines += [
             "",
-            "- **lb**: from 198.51.100.40 to HAProxy %s:%d; HAProxy passes TLS through and adds PROXY v2, "
+            "- **lb**: from 198.51.100.45 to HAProxy %s:%d; HAProxy passes TLS through and adds PROXY v2, "
             "leastconn over %s." % (self.lb_address, LB_PORT, ", ".join("%s %s" % b for b in self.backends)),
             "- **direct**: the MTAs have no customer listener without PROXY protocol. " + self.facts[0]
             if self.facts else "- **direct**: see bench/mail/run.py.",
