@@ -204,6 +204,24 @@ class Receiver:
         return list(json.loads(proc.stdout.decode()))
 
 
+def container_cpu_seconds(container: str) -> float:
+    """CPU time the container's processes used so far (cgroup v2 cpu.stat, usage_usec)."""
+    out = docker(["exec", container, "cat", "/sys/fs/cgroup/cpu.stat"]).stdout.decode()
+    for line in out.splitlines():
+        name, _sep, value = line.partition(" ")
+        if name == "usage_usec":
+            return int(value) / 1e6
+    raise RuntimeError("%s: no usage_usec in /sys/fs/cgroup/cpu.stat" % container)
+
+
+def machine_cpu_times() -> Tuple[float, float]:
+    """(busy, total) jiffies of the whole machine (first line of /proc/stat)."""
+    with open("/proc/stat", encoding="ascii") as handle:
+        fields = [float(x) for x in handle.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return sum(fields) - idle, sum(fields)
+
+
 def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
@@ -312,6 +330,11 @@ class RunResult:
     e2e_rate: float
     latencies: List[float]
     sending_ips: List[str]
+    # CPU seconds each container used during the run (its cgroup's usage_usec), and the
+    # share of the machine's CPU time that was busy (/proc/stat), from the first connect
+    # to the last 250 after DATA.
+    cpu: Dict[str, float] = field(default_factory=dict)
+    machine_busy: float = 0.0
 
 
 @dataclass
@@ -349,6 +372,10 @@ class Bench:
         self.delivered = 0
         self.dkim_pass = 0
         first = self.backends[0][1]
+        # Whose CPU time each run is charged with: HAProxy, every MTA of the backend, the two clients.
+        self.cpu_containers = {"haproxy": self.lb_container, "client (lb)": CLIENT_LB, "client (direct)": CLIENT_DIRECT}
+        for name, _address in self.backends:
+            self.cpu_containers[name] = lab["hosts"].get(name, {}).get("container", name)
         self.paths = {
             "lb": Path("lb", "through the load balancer (HAProxy, 2 MTAs)", CLIENT_LB,
                        ["%s:%d" % (self.lb_address, LB_PORT)], False),
@@ -398,9 +425,14 @@ class Bench:
 
     # -- one run
 
+    def cpu_snapshot(self) -> Dict[str, float]:
+        return {name: container_cpu_seconds(container) for name, container in self.cpu_containers.items()}
+
     def one(self, path: Path, tag: str, messages: int) -> RunResult:
         argv = path.argv(tag, messages, self.recipient)
+        cpu_before, machine_before = self.cpu_snapshot(), machine_cpu_times()
         proc = docker(["exec", "-i", path.container] + argv, stdin=self.secret, timeout=900, check=False)
+        cpu_after, machine_after = self.cpu_snapshot(), machine_cpu_times()
         out = proc.stdout.decode("utf-8", "replace").strip()
         try:
             report = json.loads(out.splitlines()[-1]) if out else {}
@@ -417,7 +449,9 @@ class Bench:
         self.verify_dkim(tag, messages, since=start - 5)
         self.receiver.scan(tag + "-", start - 5, mode="delete")
         result = RunResult(messages / (end - start), messages / e2e, list(report["latencies"]),
-                           sorted({str(r["peer_ip"]) for r in rows}))
+                           sorted({str(r["peer_ip"]) for r in rows}),
+                           {name: cpu_after[name] - cpu_before[name] for name in cpu_after},
+                           (machine_after[0] - machine_before[0]) / max(1.0, machine_after[1] - machine_before[1]))
         log("%-8s %s: accepted %.1f msg/s, end-to-end %.1f msg/s (%.2f s / %.2f s), sessions %s, sending IPs %s" % (
             path.key, tag, result.accepted_rate, result.e2e_rate, end - start, e2e,
             [(s["target"], s["sent"]) for s in report["sessions"]], result.sending_ips))
@@ -496,6 +530,29 @@ class Bench:
                     name, len(rows), 1000 * statistics.median(r[0] for r in rows),
                     1000 * statistics.median(r[1] for r in rows), 1000 * statistics.median(latencies))]
 
+    def cpu_report(self, series: Dict[str, Series]) -> List[str]:
+        """CPU milliseconds per accepted message, per container and path (medians over the runs), and
+        what the CPU alone predicts for the lb / direct ratios when the machine's cores are the limit."""
+        names = list(self.cpu_containers)
+        lines = ["", "CPU per message (ms, median over the runs; the containers' cgroup usage during each run) and "
+                 "the machine's busy share while the clients submitted:", "",
+                 "| path | " + " | ".join(names) + " | all | machine busy |",
+                 "|---" * (len(names) + 3) + "|"]
+        per_message: Dict[str, float] = {}
+        for key, s in series.items():
+            cells = [statistics.median(1000 * r.cpu.get(n, 0.0) / MESSAGES for r in s.runs) for n in names]
+            per_message[key] = statistics.median(1000 * sum(r.cpu.values()) / MESSAGES for r in s.runs)
+            busy = statistics.median(r.machine_busy for r in s.runs)
+            lines.append("| %s | %s | %.2f | %.0f %% |" % (key, " | ".join("%.2f" % c for c in cells),
+                                                           per_message[key], 100 * busy))
+        lines.append("")
+        for peer in ("direct", "direct2"):
+            if "lb" in per_message and peer in per_message:
+                lines.append("- CPU per message, %s / lb: **%.2f** (what the lb / %s throughput ratio would be if "
+                             "the machine's cores alone set the pace)." % (
+                                 peer, per_message[peer] / per_message["lb"], peer))
+        return lines
+
     def cleanup_receiver(self) -> None:
         try:
             removed = self.receiver.scan("kbbench-%s-" % self.run_id, 0, mode="delete")
@@ -526,8 +583,9 @@ class Bench:
         lines += ["    docker exec -i %s %s" % (s.path.container, example[k]) for k, s in series.items()]
         lines += [
             "",
-            "- **lb**: from 198.51.100.45 to HAProxy %s:%d; HAProxy passes TLS through and adds PROXY v2, "
-            "leastconn over %s." % (self.lb_address, LB_PORT, ", ".join("%s %s" % b for b in self.backends)),
+            "- **lb**: from %s to HAProxy %s:%d; HAProxy passes TLS through and adds PROXY v2, "
+            "leastconn over %s." % (CLIENT_LB_ADDRESS, self.lb_address, LB_PORT,
+                                    ", ".join("%s %s" % b for b in self.backends)),
             "- **direct**: the MTAs have no customer listener without PROXY protocol. " + self.facts[0]
             if self.facts else "- **direct**: see bench/mail/run.py.",
             "  The client writes the PROXY v2 header itself (its real source and destination), as HAProxy "
@@ -567,6 +625,7 @@ class Bench:
                         peer, lb.median("accepted_rate") / other.median("accepted_rate"),
                         lb.median("e2e_rate") / other.median("e2e_rate"),
                         ", ".join("%.2f" % p for p in paired), ", ".join("%.2f" % p for p in paired_e2e)))
+        lines += self.cpu_report(series)
         total = self.delivered
         lines += self.where_time_goes(series)
         lines += [
