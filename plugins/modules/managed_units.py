@@ -26,6 +26,7 @@ attributes:
       reported as to be enabled and started.
   diff_mode:
     support: none
+    description: The result lists the actions taken; there is no file to compare.
 options:
   units:
     description: The units, in the order they are to be handled.

@@ -24,6 +24,7 @@ from ansible_collections.kibamail.email_platform.plugins.module_utils.dns_provid
 from ansible_collections.kibamail.email_platform.plugins.module_utils.dns_zones import reconcile_many
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "standins"))
+import cloud_dns_api  # noqa: E402
 from cloud_dns_api import CloudDnsStandin  # noqa: E402
 
 TOKEN = "rate-token"
@@ -87,12 +88,28 @@ def test_an_empty_bucket_answers_429_with_hetzners_error_body(servers):
     assert server.state.rate_limited == 1
 
 
-def test_the_bucket_refills_gradually_up_to_its_limit(servers):
+class Clock:
+    """The stand-in's monotonic clock, moved by the test only (a loaded machine's pauses between
+    requests would refill the bucket on a real clock); everything else is the real time module."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def test_the_bucket_refills_gradually_up_to_its_limit(servers, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(cloud_dns_api, "time", clock)
     server = servers(rate_limit=3, rate_refill=20)
     assert statuses(server, 4) == [200, 200, 200, 429]
-    time.sleep(0.08)  # 1.6 requests come back
+    clock.now += 0.08  # 1.6 requests come back
     assert statuses(server, 2) == [200, 429]
-    time.sleep(0.5)  # ten would come back; the bucket holds three
+    clock.now += 0.5  # ten would come back; the bucket holds three
     assert statuses(server, 4) == [200, 200, 200, 429]
 
 

@@ -50,7 +50,11 @@ def systemd(monkeypatch):
         "postfix@-.service": {"ActiveState": "inactive", "UnitFileState": "static"},
         "kb-bounce-metrics.timer": {"ActiveState": "active", "UnitFileState": "enabled"},
     })
-    monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda module, argv, **kwargs: fake(module, argv, **kwargs))
+
+    def run_command(module, argv, **kwargs):   # a method: the stand-in answers for the module
+        return fake(module, argv, **kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
     return fake
 
 
