@@ -14,6 +14,15 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
+import yaml
+
+ZONES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "playbooks", "vars", "lab_zones.yml")
+
+
+def spread_domains() -> List[str]:
+    with open(ZONES_FILE, encoding="utf-8") as handle:
+        return list(yaml.safe_load(handle)["lab_spread_domains"])
+
 
 @dataclass
 class LabHost:
@@ -90,6 +99,9 @@ def describe(args: argparse.Namespace) -> Dict[str, object]:
             "address": receiver.address if receiver else None,
             "domain": "recipient.example",
             "mx": "mx.recipient.example",
+            # More domains the receiver accepts, all with it as MX (playbooks/vars/lab_zones.yml):
+            # Postfix paces each destination domain on its own.
+            "spread_domains": spread_domains(),
             "store_dir": args.receiver_dir,
             "stored_as": "<id>.eml (the message as received) and <id>.json (envelope, peer, HELO)",
             # playbooks/lab_infra.yml: recipients with this local-part prefix get their 250

@@ -108,6 +108,14 @@ class Lab:
     def container(self, name: str) -> str:
         return str(self.host(name).get("container") or name)
 
+    def spread_recipient(self, local: str, number: int) -> str:
+        """local@ one of the receiver's domains, in turn by number. Postfix paces each destination
+        domain on its own (the marketing profile: 1 s apart), so many messages to one domain
+        queue behind that pace; real sending reaches many domains."""
+        receiver = self.data["receiver"]
+        domains = list(receiver.get("spread_domains") or [receiver["domain"]])
+        return "%s@%s" % (local, domains[number % len(domains)])
+
 
 def lab_env(lab: Lab) -> Dict[str, str]:
     """The environment scripts/lab.sh gives site.yml (export_lab_env)."""

@@ -117,14 +117,13 @@ def submit(lab: Lab, pool: str, count: int, tag: str, errors: List[str]) -> None
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    recipient = "monitoring-%s@%s" % (tag, lab.data["receiver"]["domain"])
     try:
         with smtplib.SMTP(lab.data["submission"][pool]["address"], 587, timeout=30) as client:
             client.starttls(context=context)
             client.login(sender, str(lab_vault()["vault_sasl_passwords"][sender]))
             for number in range(count):
                 msg = EmailMessage()
-                msg["From"], msg["To"] = sender, recipient
+                msg["From"], msg["To"] = sender, lab.spread_recipient("monitoring-%s" % tag, number)
                 msg["Subject"] = "monitoring %s #%d" % (tag, number)
                 msg["Message-ID"] = "<%s-%05d@kibamail.com>" % (tag, number)
                 msg.set_content("Counted by the monitoring test.\n")
