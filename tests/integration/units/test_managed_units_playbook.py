@@ -34,7 +34,7 @@ def container():
                      IMAGE, "/lib/systemd/systemd")
     assert started.returncode == 0, started.stderr
     try:
-        for _ in range(60):
+        for _attempt in range(60):
             state = docker("exec", name, "systemctl", "is-system-running").stdout.strip()
             if state in ("running", "degraded"):
                 break
