@@ -94,7 +94,7 @@ options:
     description:
       - Which groups of checks to run.
       - V(blocklist) runs only the blocklist lookups (O(dnsbl_zones), O(dnsbl_domain_zones)), which V(ip) and
-        V(platform) include: for a frequent scheduled run that exports them (O(report_metrics)).
+        V(platform) include, for a frequent scheduled run that exports them (O(report_metrics)).
     type: list
     elements: str
     choices: [platform, ip, customer, host, blocklist]
