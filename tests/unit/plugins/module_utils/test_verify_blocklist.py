@@ -28,8 +28,7 @@ from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_blo
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_checks import DnsOptions, run_dns_checks
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_dns import StaticResolver
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_result import FAILURE, OK, WARNING, CheckResult
-
-from test_verify_checks import by, make_plan, published, rsa_public_b64
+from ansible_collections.kibamail.email_platform.tests.unit.plugins.verify_world import by, make_plan, published, rsa_public_b64
 
 SAMPLE = re.compile(r'^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$')
 
