@@ -436,4 +436,5 @@ def test_complaints_fire_for_one_customer_and_a_webhook_outage_fires_the_backlog
                and not firing("KbWebhookBacklogOld"), 60, 2)
     figures["backlog_cleared_after_s"] = round(time.monotonic() - back, 1)
     figures["complaints_counted"] = sum(query(events).values()) - complaints_before
+    assert figures["complaints_counted"] == COMPLAINTS, "kb-bounce counted %s complaints" % figures["complaints_counted"]
     figures["test_s"] = round(time.monotonic() - started, 1)
