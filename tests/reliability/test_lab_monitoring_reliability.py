@@ -247,7 +247,7 @@ def run_blocklist_checks(lab: Lab, tmp_path) -> float:
     started = time.monotonic()
     extra = {"verify_checks": ["blocklist"], "verify_fail_on_failure": False, "verify_report_dir": str(tmp_path)}
     run = run_lab_playbooks(lab, ["playbooks/verify.yml", "-e", json.dumps(extra)], timeout=600)
-    assert run.returncode == 0, run.plain()[-3000:]
+    assert run.rc == 0, run.plain()[-3000:]
     return time.monotonic() - started
 
 
@@ -413,9 +413,11 @@ def test_complaints_fire_for_one_customer_and_a_webhook_outage_fires_the_backlog
                              60 + 4 * INTERVAL + 30)
         figures["backlog_alert_after_s"] = round(time.monotonic() - started, 1)
         assert backlog[0]["labels"]["severity"] == "critical"
-        # Both messages delivered and counted (the rate's base), then the rate alert (for: 15 s in the lab).
-        wait_until("every message counted", lambda: all(customer_sent(c) - before[c] >= n for c, n in
-                                                        ((COMPLAINER, COMPLAINT_MESSAGES), (OTHER_CUSTOMER, OTHER_MESSAGES))), 120, 2)
+        # Both customers' messages delivered and counted (the rate's base), then the rate alert (for:
+        # 15 s in the lab). mtail counts from /var/log/mail.log, which misses a few lines of such a
+        # burst (journald: "Forwarding to syslog missed N messages"): 95 % is the bar.
+        wait_until("the messages counted", lambda: all(customer_sent(c) - before[c] >= 0.95 * n for c, n in
+                                                       ((COMPLAINER, COMPLAINT_MESSAGES), (OTHER_CUSTOMER, OTHER_MESSAGES))), 90, 2)
         alerts = wait_until("KbComplaintRateHigh for %s" % COMPLAINER,
                             lambda: {a["labels"]["severity"] for a in firing("KbComplaintRateHigh", customer=COMPLAINER)}
                             >= {"warning", "critical"}, 15 + 4 * INTERVAL + 30)
@@ -426,6 +428,7 @@ def test_complaints_fire_for_one_customer_and_a_webhook_outage_fires_the_backlog
         messages = {dict(k)["customer"]: v for k, v in query("kb:customer_messages:increase1d").items()}
         figures["complaint_rate"] = {c: round(v, 4) for c, v in rates.items()}
         figures["counted_messages"] = {c: round(v) for c, v in messages.items()}
+        figures["sent_counter_growth"] = {c: customer_sent(c) - before[c] for c in before}
         assert messages.get(OTHER_CUSTOMER, 0) > 0, "%s's messages are not counted: %s" % (OTHER_CUSTOMER, messages)
         assert rates.get(OTHER_CUSTOMER, 0) == 0
     finally:
