@@ -28,10 +28,18 @@ from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_dki
     key_text_to_der,
     parse_tags,
 )
+from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_blocklist import (
+    DOMAIN_KIND,
+    IP_KIND,
+    Listing,
+    Zone,
+    blocklist_domains,
+    check_subject,
+    zone_checks,
+)
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_delegation import Querier, delegation_task
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_dns import (
     ERROR,
-    NXDOMAIN,
     OK,
     Answer,
     CachingResolver,
@@ -58,6 +66,9 @@ from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_spf
 PLATFORM = "platform"
 IP = "ip"
 CUSTOMER = "customer"
+# Not a report category: selects the blocklist lookups alone (they are part of ip and platform too),
+# for a frequent scheduled run (docs/operations.md, "Blocklists").
+BLOCKLIST = "blocklist"
 DNS_CATEGORIES = (PLATFORM, IP, CUSTOMER)
 # BIND 9.18.28+ (max-records-per-type, CVE-2024-1737) refuses to load or cache more
 # records of one type at one name by default; resolvers built on it answer SERVFAIL.
@@ -76,10 +87,15 @@ class DnsOptions:
 
     dkim_public_keys: Dict[str, str] = field(default_factory=dict)
     dnsbl_zones: List[str] = field(default_factory=list)
+    # Domain blocklists (RFC 5782 name lists): the platform's domain and bounce domains are looked up.
+    dnsbl_domain_zones: List[str] = field(default_factory=list)
     categories: Sequence[str] = DNS_CATEGORIES
     workers: int = 32
     # Asks name servers directly for the delegation checks (verify_delegation); None skips them.
     querier: Optional[Querier] = None
+    # Filled by run_dns_checks: every blocklist zone and every (subject, zone) answer, for the metrics export.
+    blocklist_zones: List[Zone] = field(default_factory=list)
+    listings: List[Listing] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -411,49 +427,9 @@ def check_helo(evaluator: SpfEvaluator, entry: SendingIp, ptr_names: List[str]) 
         "make the SPF record of %s cover %s (playbooks/dns.yml)" % (entry.helo, entry.ip))
 
 
-def usable_dnsbl_zones(resolver: Resolver, zones: Sequence[str]) -> Tuple[List[str], List[CheckResult]]:
-    """Zones that answer their RFC 5782 test entry (127.0.0.2 listed); a warning for the rest."""
-    usable, results = [], []
-    for zone in zones:
-        zone = normalize_name(zone)
-        answer = resolver.lookup("2.0.0.127." + zone, "A")
-        if answer.found and not any(v.startswith("127.255.255.") for v in answer.values):
-            usable.append(zone)
-            results.append(ok(PLATFORM, "dnsbl_zone", zone, "answers its test entry 127.0.0.2 (%s)" % ", ".join(answer.values)))
-        else:
-            results.append(warning(PLATFORM, "dnsbl_zone", zone, "skipped: the zone does not answer its test entry 127.0.0.2 (%s); "
-                                   "it is unreachable or refuses this resolver" % (
-                                       answer.describe() if not answer.found else "refused: " + ", ".join(answer.values)),
-                                   "query the blocklist through a resolver it accepts (verify_nameserver), or drop the zone"))
-    return usable, results
-
-
-def check_dnsbl(resolver: Resolver, entry: SendingIp, zones: Sequence[str]) -> CheckResult:
-    listed, unknown = [], []
-    base = ".".join(reversed(entry.ip.split(".")))
-    for zone in zones:
-        answer = resolver.lookup("%s.%s" % (base, zone), "A")
-        if answer.status == NXDOMAIN or (answer.status == OK and not answer.values):
-            continue
-        if answer.status == OK and not any(v.startswith("127.255.255.") for v in answer.values):
-            why = resolver.lookup("%s.%s" % (base, zone), "TXT")
-            listed.append("%s (%s%s)" % (zone, ", ".join(answer.values), ": " + " ".join(why.values) if why.found else ""))
-        elif answer.status != NXDOMAIN:
-            unknown.append("%s (%s)" % (zone, answer.describe()))
-    if listed:
-        return failure(IP, "dnsbl", entry.ip, "%s is listed on %s" % (entry.ip, "; ".join(listed)),
-                       "stop sending from %s, find and fix the cause, then request delisting from each blocklist" % entry.ip)
-    if unknown:
-        return warning(IP, "dnsbl", entry.ip, "listing unknown on %s" % "; ".join(unknown), "check these blocklists by hand")
-    return ok(IP, "dnsbl", entry.ip, "not listed on %d blocklists" % len(zones))
-
-
-def ip_task(resolver: Resolver, evaluator: SpfEvaluator, plan: dict, entry: SendingIp, zones: Sequence[str]) -> List[CheckResult]:
+def ip_task(resolver: Resolver, evaluator: SpfEvaluator, plan: dict, entry: SendingIp) -> List[CheckResult]:
     ptr_result, names = check_ptr(resolver, entry)
-    results = [ptr_result, check_fcrdns(resolver, plan, entry, names), check_helo(evaluator, entry, names)]
-    if zones:
-        results.append(check_dnsbl(resolver, entry, zones))
-    return results
+    return [ptr_result, check_fcrdns(resolver, plan, entry, names), check_helo(evaluator, entry, names)]
 
 
 # --------------------------------------------------------------------------
@@ -619,6 +595,32 @@ def preflight(resolver: Resolver, plan: dict) -> Optional[str]:
     return None
 
 
+def blocklist_tasks(resolver: Resolver, plan: dict, options: DnsOptions, results: List[CheckResult]) -> List[Callable[[], List[CheckResult]]]:
+    """Check the zones now (their results go to ``results``); a task per subject for the usable ones.
+
+    Each task keeps its listings in ``options.listings`` (list.append is atomic across the workers)."""
+    tasks: List[Callable[[], List[CheckResult]]] = []
+    options.blocklist_zones.clear()
+    options.listings.clear()
+    subjects = [(IP, IP_KIND, options.dnsbl_zones, [e.ip for e in sending_ips(plan)]),
+                (PLATFORM, DOMAIN_KIND, options.dnsbl_domain_zones, blocklist_domains(plan))]
+    for category, kind, configured, names in subjects:
+        zones, zone_results = zone_checks(resolver, configured, kind)
+        options.blocklist_zones.extend(zones)
+        results.extend(zone_results)
+        usable = [z.name for z in zones if z.usable]
+        if not usable:
+            continue
+        for name in names:
+            def task(name=name, category=category, kind=kind, usable=usable) -> List[CheckResult]:
+                result, listings = check_subject(resolver, category, name, kind, usable)
+                for listing in listings:
+                    options.listings.append(listing)
+                return [result]
+            tasks.append(task)
+    return tasks
+
+
 def run_dns_checks(plan: dict, resolver: Resolver, options: Optional[DnsOptions] = None) -> List[CheckResult]:
     """Every DNS check of the plan, concurrently; results sorted by category, check, subject."""
     options = options or DnsOptions()
@@ -629,11 +631,11 @@ def run_dns_checks(plan: dict, resolver: Resolver, options: Optional[DnsOptions]
     if PLATFORM in options.categories:
         tasks.extend(platform_checks(cached, evaluator, plan))
         tasks.append(lambda: delegation_task(cached, options.querier, plan.get("domain", "")))
+    if IP in options.categories or BLOCKLIST in options.categories:
+        tasks.extend(blocklist_tasks(cached, plan, options, results))
     if IP in options.categories:
-        zones, zone_results = usable_dnsbl_zones(cached, options.dnsbl_zones)
-        results.extend(zone_results)
         for entry in sending_ips(plan):
-            tasks.append(lambda entry=entry: ip_task(cached, evaluator, plan, entry, zones))
+            tasks.append(lambda entry=entry: ip_task(cached, evaluator, plan, entry))
     if CUSTOMER in options.categories:
         pool_ips = {name: sending_ips(plan, name) for name in plan.get("pools", {})}
         for domain in sorted(plan.get("customers", {})):

@@ -81,11 +81,23 @@ options:
     type: list
     elements: str
     default: []
-  checks:
-    description: Which groups of checks to run.
+  dnsbl_domain_zones:
+    description:
+      - Domain blocklist zones (RFC 5782 name lists, for example C(dbl.spamhaus.org)) to look the platform's domain
+        and its bounce domains up in (the platform's bounce domain and each customer's return-path domain),
+        as C(kb-bounces.kbmta.net.dbl.spamhaus.org).
+      - A zone that does not answer its RFC 5782 test entry C(test) is skipped with a warning.
     type: list
     elements: str
-    choices: [platform, ip, customer, host]
+    default: []
+  checks:
+    description:
+      - Which groups of checks to run.
+      - V(blocklist) runs only the blocklist lookups (O(dnsbl_zones), O(dnsbl_domain_zones)), which V(ip) and
+        V(platform) include, for a frequent scheduled run that exports them (O(report_metrics)).
+    type: list
+    elements: str
+    choices: [platform, ip, customer, host, blocklist]
     default: [platform, ip, customer, host]
   smtp_targets:
     description: SMTP listeners to talk to (group C(host)).
@@ -193,6 +205,14 @@ options:
   report_text:
     description: Write the terminal table here.
     type: path
+  report_metrics:
+    description:
+      - Write the blocklist answers and the result counts here, in the Prometheus text format, for node exporter's
+        textfile collector (a C(.prom) file). Written atomically (a new file renamed over the old one).
+      - C(kb_blocklist_listed{subject,kind,zone}) is 1 for a listed subject and 0 for a clear one;
+        C(kb_blocklist_zone_usable{zone,kind}), C(kb_blocklist_lookup_failures{zone}),
+        C(kb_blocklist_last_check_timestamp_seconds) and C(kb_verify_results{category,check,status}) come with it.
+    type: path
   show_ok:
     description: List every OK result in the table, not one line per check.
     type: bool
@@ -222,6 +242,15 @@ EXAMPLES = r"""
         auth: required
     report_json: /var/tmp/verify.json
     report_html: /var/tmp/verify.html
+
+- name: The blocklists alone, as figures for node exporter's textfile collector
+  kibamail.email_platform.platform_verify:
+    plan: "{{ platform_plan }}"
+    checks: [blocklist]
+    dnsbl_zones: [zen.spamhaus.org]
+    dnsbl_domain_zones: [dbl.spamhaus.org]
+    report_metrics: /var/tmp/kb_verify.prom
+    fail_on_failure: false
 
 - name: Only the customer domains, never failing the play
   kibamail.email_platform.platform_verify:
@@ -279,11 +308,13 @@ table:
   type: str
 """
 
+import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils import verify_dns, verify_spf
+from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_blocklist import exposition
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_checks import DnsOptions, preflight, run_dns_checks
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_delegation import DnsPythonQuerier
 from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_report import (
@@ -302,7 +333,8 @@ from ansible_collections.kibamail.email_platform.plugins.module_utils.verify_smt
     run_host_checks,
 )
 
-CHECK_GROUPS = ["platform", "ip", "customer", "host"]
+CHECK_GROUPS = ["platform", "ip", "customer", "host", "blocklist"]
+DNS_GROUPS = {"platform", "ip", "customer", "blocklist"}
 PLAN_KEYS = ("spf_domain", "bounce_domain", "mtas", "customers")
 
 
@@ -314,7 +346,8 @@ def argument_spec():
         nameserver_port=dict(type="int", default=53),
         dns_timeout=dict(type="float", default=3.0),
         dnsbl_zones=dict(type="list", elements="str", default=[]),
-        checks=dict(type="list", elements="str", choices=CHECK_GROUPS, default=CHECK_GROUPS),
+        dnsbl_domain_zones=dict(type="list", elements="str", default=[]),
+        checks=dict(type="list", elements="str", choices=CHECK_GROUPS, default=CHECK_GROUPS[:4]),
         smtp_targets=dict(type="list", elements="dict", default=[], options=dict(
             address=dict(type="str", required=True),
             port=dict(type="int", default=25),
@@ -342,6 +375,7 @@ def argument_spec():
         report_json=dict(type="path"),
         report_html=dict(type="path"),
         report_text=dict(type="path"),
+        report_metrics=dict(type="path"),
         show_ok=dict(type="bool", default=False),
         fail_on_failure=dict(type="bool", default=True),
     )
@@ -367,11 +401,12 @@ def main():
     try:
         resolver = verify_dns.DnsPythonResolver(params["nameserver"], params["nameserver_port"], params["dns_timeout"])
         options = DnsOptions(dkim_public_keys={k.lower().rstrip("."): v for k, v in params["dkim_public_keys"].items()},
-                             dnsbl_zones=params["dnsbl_zones"], categories=params["checks"], workers=params["workers"],
+                             dnsbl_zones=params["dnsbl_zones"], dnsbl_domain_zones=params["dnsbl_domain_zones"],
+                             categories=params["checks"], workers=params["workers"],
                              querier=DnsPythonQuerier(params["delegation_port"] or params["nameserver_port"], params["dns_timeout"])
                              if params["delegation"] else None)
         results = []
-        if set(params["checks"]) & {"platform", "ip", "customer"}:
+        if set(params["checks"]) & DNS_GROUPS:
             problem = preflight(resolver, plan)
             if problem:
                 module.fail_json(msg="no DNS check can run: %s" % problem)
@@ -396,6 +431,8 @@ def main():
             write_file(params["report_html"], render_html(results, meta))
         if params["report_text"]:
             write_file(params["report_text"], table + "\n")
+        if params["report_metrics"]:
+            write_file(params["report_metrics"], exposition(options.listings, options.blocklist_zones, results, time.time()))
     except OSError as exc:
         module.fail_json(msg="cannot write a report: %s; choose a writable path" % exc)
 

@@ -85,8 +85,10 @@ def describe(args: argparse.Namespace) -> Dict[str, object]:
             "address": dns_address,
             "port": int(dns_port),
             "zones": [
-                "kbmta.net", "kibamail.com", "recipient.example",
+                "kbmta.net", "kibamail.com", "shop.example", "recipient.example",
                 "100.51.198.in-addr.arpa", "2.0.192.in-addr.arpa", "113.0.203.in-addr.arpa",
+                # DNS blocklists (an IP list and a domain list) holding their RFC 5782 test entries.
+                "bl.example", "dbl.example",
             ],
             "tsig": {
                 "name": args.tsig_name,
