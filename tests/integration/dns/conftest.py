@@ -13,12 +13,13 @@ from typing import Any, Dict, List, Optional
 import pytest
 from ansible_env import ansible_env  # tests/support is on pythonpath (pytest.ini)
 from bind import LoopbackBind
+from lab_inventory import lab_customer_domains
 from playbook_run import PlaybookRun
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 
-ZONES = ["kbmta.net", "kibamail.com", "example.test"]
+ZONES = ["kbmta.net", "example.test"] + lab_customer_domains()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dns.rcode
 import pytest
+from lab_inventory import lab_customer_domains  # tests/support is on pythonpath (pytest.ini)
 
 ROOT = Path(__file__).resolve().parents[3]
 INVENTORY = str(ROOT / "inventories" / "lab")
@@ -48,12 +49,14 @@ def plan(tmp_path_factory, playbook_runner):
 
 @pytest.fixture
 def dkim_dir(tmp_path):
+    """A DKIM public key for every customer of the lab inventory (selector kb1)."""
     directory = tmp_path / "dkim"
     directory.mkdir()
     key = tmp_path / "kb1.key"
     subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-out", str(directory / "kibamail.com.kb1.pub")],
-                   check=True, capture_output=True)
+    for domain in lab_customer_domains():
+        subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-out", str(directory / ("%s.kb1.pub" % domain))],
+                       check=True, capture_output=True)
     return directory
 
 
@@ -77,15 +80,16 @@ def test_dns_playbook_publishes_the_plan_and_is_idempotent(bind, plan, dkim_dir,
     first = playbook_runner(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
     assert first.rc == 0, first.task(PUBLISH)
     assert first.stats["changed"] >= 1
-    assert [z["zone"] for z in zone_results(first)] == ["kbmta.net", "kibamail.com"]
+    domains = lab_customer_domains()
+    assert [z["zone"] for z in zone_results(first)] == ["kbmta.net"] + sorted(domains)
     assert all(z["changed"] for z in zone_results(first))
     (shown,) = first.task("Show what changed in the platform zone")
     assert shown["msg"].startswith("kbmta.net: {")
     (customers,) = first.task("Show what changed in the customer zones")
-    assert customers["msg"][0] == "1 customer zones reconciled, 1 changed"
-    assert customers["msg"][1].startswith("kibamail.com: {")
+    assert customers["msg"][0] == "%d customer zones reconciled, %d changed" % (len(domains), len(domains))
+    assert any(line.startswith("kibamail.com: {") for line in customers["msg"][1:])
 
-    for rrset in plan["zones"]["kbmta.net"] + plan["zones"]["kibamail.com"]:
+    for rrset in plan["zones"]["kbmta.net"] + [r for domain in domains for r in plan["zones"][domain]]:
         ttl, values = answer_values(bind, rrset["name"], rrset["type"])
         assert values is not None, "%s %s not published" % (rrset["name"], rrset["type"])
         assert ttl == rrset["ttl"]
@@ -102,9 +106,9 @@ def test_dns_playbook_publishes_the_plan_and_is_idempotent(bind, plan, dkim_dir,
     assert second.rc == 0
     assert second.stats["changed"] == 0
     summaries = [z["summary"] for z in zone_results(second)]
-    assert len(summaries) == 2 and all(s["create"] == s["update"] == s["delete"] == 0 for s in summaries)
+    assert len(summaries) == 1 + len(domains) and all(s["create"] == s["update"] == s["delete"] == 0 for s in summaries)
     (customers,) = second.task("Show what changed in the customer zones")
-    assert customers["msg"] == ["1 customer zones reconciled, 0 changed"]
+    assert customers["msg"] == ["%d customer zones reconciled, 0 changed" % len(domains)]
 
 
 def test_missing_dkim_key_is_skipped_with_a_warning(bind, tmp_path, playbook_runner):
@@ -112,8 +116,9 @@ def test_missing_dkim_key_is_skipped_with_a_warning(bind, tmp_path, playbook_run
     empty.mkdir()
     run = playbook_runner(DNS_PLAYBOOK, rfc2136_vars(bind, empty), tmp_path, inventory=INVENTORY)
     assert run.rc == 0
-    (warning,) = run.task("Warn about DKIM keys that do not exist yet")
-    assert "WARNING: no DKIM public key at %s/kibamail.com.kb1.pub" % empty in warning["msg"]
+    warnings = run.task("Warn about DKIM keys that do not exist yet")
+    assert len(warnings) == len(lab_customer_domains())   # one per customer of the lab inventory
+    assert any("WARNING: no DKIM public key at %s/kibamail.com.kb1.pub" % empty in w["msg"] for w in warnings)
     assert answer_values(bind, "kb1._domainkey.kibamail.com", "TXT") == (None, None)
     assert answer_values(bind, "_dmarc.kibamail.com", "TXT")[1] is not None
 
@@ -142,7 +147,7 @@ def cloud_api(tmp_path):
     port = free_port()
     process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "standins" / "cloud_dns_api.py"),
                                 "--listen", "127.0.0.1:%d" % port, "--token", "lab-token",
-                                "--zone", "kbmta.net", "--zone", "kibamail.com"],
+                                "--zone", "kbmta.net"] + ["--zone=%s" % zone for zone in lab_customer_domains()],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert "listening" in process.stdout.readline()
     yield "http://127.0.0.1:%d" % port
@@ -154,7 +159,7 @@ def test_dns_playbook_with_the_hetzner_provider(cloud_api, plan, dkim_dir, tmp_p
     extra = {"dns_provider": "hetzner", "hcloud_token": "lab-token", "hcloud_endpoint": cloud_api + "/v1",
              "platform_dkim_key_dir": str(dkim_dir)}
     first = playbook_runner(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
-    assert first.rc == 0, first.task(PUBLISH)
+    assert first.rc == 0, [(z.get("zone"), z.get("msg")) for task in first.task(PUBLISH) for z in task.get("zones", [])]
     second = playbook_runner(DNS_PLAYBOOK, extra, tmp_path, inventory=INVENTORY)
     assert second.rc == 0 and second.stats["changed"] == 0
     with urllib.request.urlopen(cloud_api + "/_standin/requests") as response:
@@ -172,7 +177,7 @@ def test_dns_playbook_in_check_mode_publishes_nothing(bind, plan, dkim_dir, tmp_
                           args=["--check", "--diff"])
     assert run.rc == 0
     results = zone_results(run)
-    assert len(results) == 2 and all(r["changed"] for r in results)
+    assert len(results) == 1 + len(lab_customer_domains()) and all(r["changed"] for r in results)
     assert sum(len(r["diff"]) for r in results) >= len(plan["zones"]["kbmta.net"])
     assert answer_values(bind, "spf.kbmta.net", "TXT") == (None, None)
 
