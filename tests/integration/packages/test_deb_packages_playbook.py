@@ -23,8 +23,8 @@ IMAGE = "local/debian-systemd:12"   # Debian 12 with python3
 REPOSITORY = r"""
 set -e
 mkdir -p /tmp/build/kb-test-pkg/DEBIAN /tmp/build/kb-test-pkg/usr/share/kb-test-pkg /srv/repo
-printf 'Package: kb-test-pkg\nVersion: 1.0\nArchitecture: all\nMaintainer: Kibamail platform team <platform@kibamail.com>\nDescription: deb_packages test package\n' \
-  > /tmp/build/kb-test-pkg/DEBIAN/control
+printf 'Package: kb-test-pkg\nVersion: 1.0\nArchitecture: all\n%s\nDescription: deb_packages test package\n' \
+  'Maintainer: Kibamail platform team <platform@kibamail.com>' > /tmp/build/kb-test-pkg/DEBIAN/control
 echo test > /tmp/build/kb-test-pkg/usr/share/kb-test-pkg/test
 dpkg-deb -b /tmp/build/kb-test-pkg /srv/repo/kb-test-pkg_1.0_all.deb >/dev/null
 cd /srv/repo && f=kb-test-pkg_1.0_all.deb
