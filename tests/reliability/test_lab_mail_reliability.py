@@ -169,6 +169,35 @@ class Gate:
             return self.sent
 
 
+# A Postfix process that logs "fatal:" or "panic:" exited; the master starts another one only after
+# service_throttle_time, and a listener whose every process dies that way stays down. Once, right
+# after a first converge, the 465 smtpd died at its first client for want of Dovecot's auth socket
+# ("no SASL authentication mechanisms") and the load balancer's resets kept it dying for minutes.
+POSTFIX_DIED = re.compile(r"^.* (postfix(?:/[\w.-]+)+)\[\d+\]: (?:fatal|panic): (.*)$", re.MULTILINE)
+
+
+# Marked site_run: the platform scenario runs it right after its converge, before any test stops,
+# kills or refills something on purpose.
+@pytest.mark.site_run
+def test_no_postfix_process_died_while_the_lab_converged(lab: Lab, figures: Dict[str, Any]) -> None:
+    mtas = lab.hosts_with_role("mta_transactional") + lab.hosts_with_role("mta_marketing")
+    assert mtas, "no MTA in the lab description"
+    died: Dict[str, List[str]] = {}
+    lines = 0
+    for mta in mtas:
+        # The mail facility (2): every Postfix, OpenDKIM and Dovecot line since the container started.
+        journal = docker("exec", lab.container(mta), "journalctl", "-q", "--no-pager", "-o", "short",
+                         "SYSLOG_FACILITY=2").stdout.decode()
+        lines += journal.count("\n")
+        found = ["%s: %s" % match for match in POSTFIX_DIED.findall(journal)]
+        if found:
+            died[mta] = found
+    assert lines > 0, "no mail log lines in the MTAs' journals"
+    assert not died, "Postfix processes died on the MTAs: %s" % json.dumps(died, indent=1)
+    figures.update(mtas=len(mtas), mail_log_lines=lines)
+
+
+
 @pytest.mark.parametrize("pool", sorted(STREAM_LOGINS))
 def test_failover_1000_messages_one_mta_stopped_mid_run(lab: Lab, figures: Dict[str, Any], pool: str) -> None:
     """A third goes before the stop; a sixth while the MTA is stopping; a sixth once it is down;
