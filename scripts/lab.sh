@@ -17,6 +17,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# shellcheck source=scripts/lab/daemon.sh
+. scripts/lab/daemon.sh
 export PATH="$root/.venv/bin:$PATH"
 export ANSIBLE_CONFIG="$root/ansible.cfg"
 export ANSIBLE_COLLECTIONS_PATH="$root/.collections"
@@ -207,7 +209,8 @@ start_standin() {
   say "starting stand-in $name on 127.0.0.1:$port"
   # A session of its own: the stand-in outlives the caller (molecule runs
   # this script from an Ansible task, whose process group is cleaned up).
-  setsid nohup python "$script" "$@" >"$log" 2>&1 </dev/null &
+  # Without the caller's descriptors: a `flock` lock on the lab must end with the caller.
+  (without_inherited_fds setsid nohup python "$script" "$@" >"$log" 2>&1 </dev/null) &
   echo $! >"$pidf"
   for _ in $(seq 1 40); do
     port_open "$port" && return

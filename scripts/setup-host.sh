@@ -25,17 +25,9 @@ if [ -d /run/systemd/system ]; then
   systemctl disable --now prometheus prometheus-alertmanager prometheus-node-exporter mtail >/dev/null 2>&1 || true
 fi
 
-# Daemons started here outlive this script: they must not keep the file
-# descriptors it inherited (a caller's `flock FILE cmd` holds its lock on
-# fd 3, and a dockerd holding it would keep the lock taken for good).
-without_inherited_fds() {
-  local fd
-  for fd in /proc/self/fd/*; do
-    fd=${fd##*/}
-    if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-" 2>/dev/null || true; fi
-  done
-  exec "$@"
-}
+# Daemons started here must not keep our inherited descriptors (a caller's lock).
+# shellcheck source=scripts/lab/daemon.sh
+. "$(dirname "$0")/lab/daemon.sh"
 
 if ! docker info >/dev/null 2>&1; then
   echo "setup-host: starting dockerd"
