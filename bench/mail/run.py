@@ -205,13 +205,25 @@ class Receiver:
 
 
 def container_cpu_seconds(container: str) -> float:
-    """CPU time the container's processes used so far (cgroup v2 cpu.stat, usage_usec)."""
-    out = docker(["exec", container, "cat", "/sys/fs/cgroup/cpu.stat"]).stdout.decode()
-    for line in out.splitlines():
-        name, _sep, value = line.partition(" ")
-        if name == "usage_usec":
-            return int(value) / 1e6
-    raise RuntimeError("%s: no usage_usec in /sys/fs/cgroup/cpu.stat" % container)
+    """CPU time the container's processes used so far, read on this machine from the container's cgroup:
+    cgroup v1 (cpuacct.usage, nanoseconds) or v2 (cpu.stat, usage_usec), as docker placed it."""
+    cid = docker(["inspect", "-f", "{{.Id}}", container]).stdout.decode().strip()
+    candidates = [("/sys/fs/cgroup/cpuacct/docker/%s/cpuacct.usage" % cid, None),
+                  ("/sys/fs/cgroup/system.slice/docker-%s.scope/cpu.stat" % cid, "usage_usec"),
+                  ("/sys/fs/cgroup/docker/%s/cpu.stat" % cid, "usage_usec")]
+    for path, field_name in candidates:
+        try:
+            with open(path, encoding="ascii") as handle:
+                text = handle.read()
+        except OSError:
+            continue
+        if field_name is None:
+            return int(text.strip()) / 1e9
+        for line in text.splitlines():
+            name, _sep, value = line.partition(" ")
+            if name == field_name:
+                return int(value) / 1e6
+    raise RuntimeError("%s: no CPU usage in its cgroup (tried %s)" % (container, ", ".join(p for p, _ in candidates)))
 
 
 def machine_cpu_times() -> Tuple[float, float]:
