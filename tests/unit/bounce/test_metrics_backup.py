@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from kb_bounce import backup as backupmod, cli, config as configmod, metrics, store as storemod
+from kb_bounce import backup as backupmod, classify, cli, config as configmod, metrics, store as storemod
 
 NOW = 1_800_000_000.0
 
@@ -179,7 +179,8 @@ def test_metrics_count_events_backlog_quarantine_and_backups(config, tmp_path):
     backupmod.take(config.database, str(tmp_path / "backups"), now=NOW - 3600)
 
     parsed = parse_exposition(metrics.text(config, str(tmp_path / "backups"), now=NOW))
-    assert values(parsed, "kb_bounce_events_total") == {
+    counted = {labels: number for labels, number in values(parsed, "kb_bounce_events_total").items() if number}
+    assert counted == {
         (("class", "hard"), ("customer", "kibamail.com"), ("reason", "bad-mailbox")): 2,
         (("class", "soft"), ("customer", "kibamail.com"), ("reason", "mailbox-full")): 1,
         (("class", "complaint"), ("customer", "shop.example"), ("reason", "abuse")): 1,
@@ -188,10 +189,13 @@ def test_metrics_count_events_backlog_quarantine_and_backups(config, tmp_path):
         (("class", "soft"), ("customer", "other"), ("reason", "other")): 1,
         (("class", "delay"), ("customer", "kibamail.com"), ("reason", "delayed")): 1,
     }
+    # The configured customers' other series are there at 0 (every class and reason).
+    assert set(values(parsed, "kb_bounce_events_total")) - set(counted) == configured_zero_series() - set(counted)
     assert parsed["kb_bounce_events_total"]["type"] == "counter"
     assert values(parsed, "kb_bounce_messages_total") == {
         (("kind", "report"),): 3, (("kind", "ignored"),): 1, (("kind", "unparseable"),): 1}
     single = {name: list(f["samples"].values())[0] for name, f in parsed.items() if len(f["samples"]) == 1}
+    assert abs(single.pop("kb_bounce_store_created_timestamp_seconds") - time.time()) < 60  # created by this test
     assert single == {
         "kb_bounce_webhook_backlog_events": 6,  # 8 events, 2 delivered
         "kb_bounce_webhook_failing_events": 1,
@@ -206,9 +210,19 @@ def test_metrics_count_events_backlog_quarantine_and_backups(config, tmp_path):
     assert all(f["type"] == "gauge" for name, f in parsed.items() if name in single)
 
 
+def configured_zero_series():
+    """The event series of the customers configured in the config fixture."""
+    return {(("class", klass), ("customer", customer), ("reason", reason))
+            for customer in ("kibamail.com", "shop.example")
+            for klass, reasons in metrics.CLASS_REASONS.items() for reason in reasons}
+
+
 def test_metrics_of_an_empty_and_of_an_unreadable_store(config, tmp_path):
     parsed = parse_exposition(metrics.text(config, str(tmp_path / "backups"), now=NOW))
-    assert parsed["kb_bounce_events_total"]["samples"] == {}
+    # Before its first event, each configured customer has every series at 0, so Prometheus'
+    # increase() counts that first event; the backup alert starts from the store's creation.
+    assert values(parsed, "kb_bounce_events_total") == dict.fromkeys(configured_zero_series(), 0)
+    assert abs(list(parsed["kb_bounce_store_created_timestamp_seconds"]["samples"].values())[0] - time.time()) < 60
     assert list(parsed["kb_bounce_webhook_oldest_undelivered_age_seconds"]["samples"].values()) == [0]
     assert list(parsed["kb_bounce_webhook_last_success_timestamp_seconds"]["samples"].values()) == [0]
     assert list(parsed["kb_bounce_backup_last_success_timestamp_seconds"]["samples"].values()) == [0]
@@ -217,6 +231,51 @@ def test_metrics_of_an_empty_and_of_an_unreadable_store(config, tmp_path):
     assert list(parsed["kb_bounce_store_up"]["samples"].values()) == [0]
     assert "kb_bounce_webhook_backlog_events" not in parsed
     assert "kb_bounce_backup_copies" not in parsed  # no backup directory given
+
+
+def test_class_reasons_hold_every_verdict_of_the_classifier():
+    """The zero series are what classify can say: every enhanced code and every text rule, as a
+    permanent and as a temporary failure, and a delay; a complaint's reasons are its own list."""
+    texts = [""] + [pattern.pattern.replace("\\", "") for pattern, reason in classify.TEXT_RULES if reason]
+    codes = list(classify.STATUS_REASONS) + ["5.%d.99" % n for n in range(8)] + ["4.%d.99" % n for n in range(8)] + [None]
+    verdicts = {(v.klass, v.reason) for code in codes for text in texts for smtp in (550, 450, None)
+                for v in [classify.classify(code, smtp, text)]}
+    verdicts.add((classify.classify("4.4.1", 450, "", "delayed").klass, "delayed"))
+    # Exactly: no zero series for a pair that never happens, none missing for one that does.
+    assert verdicts == {(klass, reason) for klass, reasons in metrics.CLASS_REASONS.items() for reason in reasons
+                        if klass != classify.COMPLAINT}
+    assert metrics.CLASS_REASONS[classify.COMPLAINT] == classify.COMPLAINT_REASONS
+
+
+def test_store_remembers_when_it_was_created(tmp_path):
+    path = str(tmp_path / "events.sqlite3")
+    before = time.time()
+    db = storemod.Store(path)
+    created = db.created_at()
+    add(db, "m1", [event("a@x.example")], now=NOW)
+    db.close()
+    assert before <= created <= time.time()
+    db = storemod.Store(path)
+    try:
+        assert db.created_at() == created  # reopened: unchanged
+    finally:
+        db.close()
+
+
+def test_a_store_older_than_the_record_dates_from_its_oldest_message(tmp_path):
+    """A store made before the created_at record: its oldest message is its start, so a host
+    whose copies stopped long ago still alerts after the upgrade."""
+    path = str(tmp_path / "events.sqlite3")
+    db = storemod.Store(path)
+    add(db, "m1", [event("a@x.example")], now=NOW - 7200)
+    add(db, "m2", [event("b@x.example")], now=NOW)
+    db.conn.execute("DROP TABLE meta")
+    db.close()
+    db = storemod.Store(path)
+    try:
+        assert db.created_at() == NOW - 7200
+    finally:
+        db.close()
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) not installed")

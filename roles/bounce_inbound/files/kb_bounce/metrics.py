@@ -11,6 +11,11 @@ Labels are bounded: ``customer`` is a configured customer domain (or ``none``
 for the platform's own bounce domain, ``other`` for one not configured when a
 customer map is set), ``class`` one of classify.CLASSES, ``reason`` one of the
 classifier's reasons (docs/bounces.md) or ``other``: never text of a message.
+
+Every configured customer has its event series from the first run, at 0 for
+each class and each reason that class can carry (:data:`CLASS_REASONS`):
+Prometheus' increase() counts from a series' first sample, so a series that
+appeared with a customer's first complaint would not count that complaint.
 """
 from __future__ import annotations
 
@@ -79,6 +84,16 @@ def render(families: Iterable[Family]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The reasons the classifier gives each class (classify.classify): a hard bounce only a hard
+# reason, a delay only "delayed", a soft bounce any other bounce reason, a complaint its own list.
+CLASS_REASONS = {
+    classify.HARD: classify.HARD_REASONS,
+    classify.SOFT: classify.BOUNCE_REASONS - classify.HARD_REASONS - {"delayed"},
+    classify.DELAY: frozenset(("delayed",)),
+    classify.COMPLAINT: classify.COMPLAINT_REASONS,
+}
+
+
 def customer_label(domain: Optional[str], config: configmod.Config) -> str:
     """The customer label of an event: bounded by the configured customers when there are any."""
     if not domain:
@@ -97,7 +112,9 @@ def reason_label(klass: str, reason: Optional[str]) -> str:
 
 def event_family(db: Store, config: configmod.Config) -> Family:
     """kb_bounce_events_total by customer, class and reason."""
-    totals: Counter = Counter()
+    totals: Counter = Counter({(customer, klass, reason): 0
+                               for customer in set(config.customers.values())
+                               for klass, reasons in CLASS_REASONS.items() for reason in reasons})
     for customer, klass, reason, number in db.event_totals():
         klass = klass if klass in classify.CLASSES else OTHER
         totals[(customer_label(customer, config), klass, reason_label(klass, reason))] += number
@@ -132,6 +149,11 @@ def store_families(db: Store, config: configmod.Config, now: float) -> List[Fami
         Family("kb_bounce_webhook_last_success_timestamp_seconds", "gauge",
                "Unix time of the last event the webhook accepted (0: never).").add(
                    backlog["last_delivered_at"] or 0),
+        # With the newest copy's time, the start of KbBounceBackupStale: a store younger than the
+        # alert's age has not missed a copy yet.
+        Family("kb_bounce_store_created_timestamp_seconds", "gauge",
+               "Unix time the events database was created (for one older than this figure: its oldest "
+               "message).").add(round(db.created_at() or 0, 3)),
     ]
 
 

@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS messages (
     detail TEXT NOT NULL,
     quarantine_file TEXT
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value NOT NULL
+);
 """
 
 
@@ -77,6 +81,16 @@ class Store:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(SCHEMA)
+        if self.created_at() is None:
+            # A new store starts its life now; one made before this record existed, with its
+            # oldest message (so the backup alert still sees how long it has gone uncopied).
+            self.conn.execute("INSERT OR IGNORE INTO meta (key, value)"
+                              " SELECT 'created_at', COALESCE(MIN(received_at), ?) FROM messages", (time.time(),))
+
+    def created_at(self) -> Optional[float]:
+        """Unix time the store was created (the backup alert's start when no copy is newer)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'created_at'").fetchone()
+        return None if row is None else float(row[0])
 
     def close(self) -> None:
         """Close the connection."""
