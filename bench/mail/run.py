@@ -223,7 +223,7 @@ def container_cpu_seconds(container: str) -> float:
             name, _sep, value = line.partition(" ")
             if name == field_name:
                 return int(value) / 1e6
-    raise RuntimeError("%s: no CPU usage in its cgroup (tried %s)" % (container, ", ".join(p for p, _ in candidates)))
+    raise RuntimeError("%s: no CPU usage in its cgroup (tried %s)" % (container, ", ".join(path for path, _name in candidates)))
 
 
 def machine_cpu_times() -> Tuple[float, float]:

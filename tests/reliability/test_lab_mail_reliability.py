@@ -197,7 +197,6 @@ def test_no_postfix_process_died_while_the_lab_converged(lab: Lab, figures: Dict
     figures.update(mtas=len(mtas), mail_log_lines=lines)
 
 
-
 @pytest.mark.parametrize("pool", sorted(STREAM_LOGINS))
 def test_failover_1000_messages_one_mta_stopped_mid_run(lab: Lab, figures: Dict[str, Any], pool: str) -> None:
     """A third goes before the stop; a sixth while the MTA is stopping; a sixth once it is down;
