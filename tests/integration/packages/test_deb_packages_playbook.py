@@ -7,16 +7,12 @@ fetched, package installed), re-converge unchanged with one query, a bad name an
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
+from container_playbook import changed, docker, need_image, playbook  # tests/support is on pythonpath (pytest.ini)
 
-ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
 IMAGE = "local/debian-systemd:12"   # Debian 12 with python3
 # A package built in the container, published in a flat repository that is apt's only source.
@@ -35,14 +31,9 @@ rm -rf /var/lib/apt/lists/*_Packages*
 """
 
 
-def docker(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
-
-
 @pytest.fixture(scope="module")
 def container():
-    if shutil.which("docker") is None or docker("image", "inspect", IMAGE).returncode != 0:
-        pytest.skip("needs docker and the image %s (make setup)" % IMAGE)
+    need_image(IMAGE)
     name = "kb-packages-test-%s" % uuid.uuid4().hex[:8]
     started = docker("run", "-d", "--rm", "--name", name, "--network", "none", "--entrypoint", "sleep", IMAGE,
                      "infinity")
@@ -55,47 +46,36 @@ def container():
         docker("rm", "-f", name)
 
 
-def playbook(container: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"),
-               ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default")
-    argv = ["ansible-playbook", "-i", "%s," % container, "-c", "community.docker.docker",
-            "-e", "ansible_python_interpreter=/usr/bin/python3", str(HERE / "packages.yml"), *args]
-    return subprocess.run(argv, cwd=HERE, env=env, capture_output=True, text=True, timeout=300, check=False)
-
-
-def changed(run: subprocess.CompletedProcess) -> int:
-    match = re.search(r":\s+ok=\d+\s+changed=(\d+)", run.stdout)
-    assert match, run.stdout + run.stderr
-    return int(match.group(1))
-
-
 def status(container: str, package: str) -> str:
     return docker("exec", container, "dpkg-query", "-W", "-f=${db:Status-Abbrev}", package).stdout.strip()
 
 
+def run_playbook(container: str, *args: str):
+    return playbook(container, HERE / "packages.yml", *args)
+
 def test_check_mode_then_converge_then_unchanged(container):
-    check = playbook(container, "--check", "--diff")
+    check = run_playbook(container, "--check", "--diff")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "installed=kb-test-pkg cache_updated=False" in check.stdout
     assert "-kb-test-pkg: not installed" in check.stdout and "+kb-test-pkg: installed" in check.stdout
     assert status(container, "kb-test-pkg") == ""
-    first = playbook(container)
+    first = run_playbook(container)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "installed=kb-test-pkg cache_updated=True" in first.stdout     # the lists were never fetched
     assert status(container, "kb-test-pkg") == "ii"
-    second = playbook(container)
+    second = run_playbook(container)
     assert second.returncode == 0 and changed(second) == 0, second.stdout
     assert "installed= cache_updated=False" in second.stdout
 
 
 def test_a_bad_name_fails_before_anything_runs(container):
-    run = playbook(container, "-e", '{"test_packages": ["kb-test-pkg=1.0"]}')
+    run = run_playbook(container, "-e", '{"test_packages": ["kb-test-pkg=1.0"]}')
     assert run.returncode != 0
     assert "not a Debian package name: kb-test-pkg=1.0" in run.stdout
 
 
 def test_an_unknown_package_fails_naming_it(container):
-    run = playbook(container, "-e", '{"test_packages": ["kb-no-such-package"]}')
+    run = run_playbook(container, "-e", '{"test_packages": ["kb-no-such-package"]}')
     assert run.returncode != 0
     assert "apt-get install kb-no-such-package failed (exit 100)" in run.stdout
     assert "Unable to locate package kb-no-such-package" in run.stdout
