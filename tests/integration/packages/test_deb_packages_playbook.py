@@ -53,6 +53,7 @@ def status(container: str, package: str) -> str:
 def run_playbook(container: str, *args: str):
     return playbook(container, HERE / "packages.yml", *args)
 
+
 def test_check_mode_then_converge_then_unchanged(container):
     check = run_playbook(container, "--check", "--diff")
     assert check.returncode == 0, check.stdout + check.stderr

@@ -44,6 +44,7 @@ def unit_state(container: str, unit: str) -> tuple:
 def run_playbook(container: str, *args: str):
     return playbook(container, HERE / "units.yml", *args)
 
+
 def test_check_mode_first_then_converge_then_unchanged(container):
     check = run_playbook(container, "--check")
     assert check.returncode == 0, check.stdout + check.stderr
