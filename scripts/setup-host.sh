@@ -7,7 +7,8 @@ set -euo pipefail
 # chromium: headless, for the browser test of the verify report (tests/integration/verify/test_report_browser.py)
 # python3-milter: the unit test of the MTA sender milter runs it under /usr/bin/python3
 # prometheus, prometheus-alertmanager, mtail: promtool, amtool and mtail for the unit tests of the monitoring (tests/unit/monitoring)
-PACKAGES=(docker.io debootstrap bind9 bind9-utils iptables rsync swaks openssl apt-cacher-ng python3-venv chromium python3-milter pebble prometheus prometheus-alertmanager mtail)
+# rsyslog: rsyslogd -N1 checks the rsyslog fragments in the unit tests of log_shipping and rsyslog_journal
+PACKAGES=(docker.io debootstrap bind9 bind9-utils iptables rsync swaks openssl apt-cacher-ng python3-venv chromium python3-milter pebble prometheus prometheus-alertmanager mtail rsyslog)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -20,9 +21,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 # named from bind9 is only used on loopback by the tests; never as a host service.
 # pebble (the ACME test CA) likewise: tests/integration/acme starts it on loopback.
-# prometheus, prometheus-alertmanager, mtail: only their tools (promtool, amtool, mtail --one_shot) are used here.
+# prometheus, prometheus-alertmanager, mtail, rsyslog: only their tools (promtool, amtool, mtail --one_shot,
+# rsyslogd -N1) are used here.
 if [ -d /run/systemd/system ]; then
-  systemctl disable --now prometheus prometheus-alertmanager prometheus-node-exporter mtail >/dev/null 2>&1 || true
+  systemctl disable --now prometheus prometheus-alertmanager prometheus-node-exporter mtail rsyslog >/dev/null 2>&1 || true
 fi
 
 # Daemons started here must not keep our inherited descriptors (a caller's lock).
