@@ -91,5 +91,5 @@ class ActionModule(ActionBase):
             )
         for warning in plan["warnings"]:
             self._display.warning(warning)
-        result.update(changed=False, ansible_facts={"platform_plan": plan}, summary=summarize(plan))
+        result.update(changed=False, plan=plan, summary=summarize(plan))
         return result

@@ -17,8 +17,11 @@ description:
     DKIM, return-path and DMARC names. See C(docs/model.md) for both shapes.
   - Bad input fails before anything is changed, with a message that says what to change.
   - Secrets (SASL passwords, keys, API credentials) never enter the plan.
-  - This is an action plugin; it runs on the controller whatever host the task targets. Run it with
-    C(run_once) so every host of the play receives the same plan.
+  - This is an action plugin; it runs on the controller whatever host the task targets. It returns the plan
+    (C(plan)); give it to the hosts that need it with M(ansible.builtin.set_fact) and C(run_once), as
+    C(playbooks/_plan.yml) does. It is not returned as a fact: Ansible copies each host's facts in full for
+    every task of that host, a large share of a run's work for a plan of this size, while a variable set with
+    M(ansible.builtin.set_fact) is not copied.
 options:
   spec:
     description:
@@ -57,8 +60,14 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Compute the plan once for every host of the play
+- name: Compute the plan once
   kibamail.email_platform.platform_plan:
+  run_once: true
+  register: platform_plan_computed
+
+- name: Give every host of the play the same plan
+  ansible.builtin.set_fact:
+    platform_plan: "{{ platform_plan_computed.plan }}"
   run_once: true
 
 - name: Show the plan of an inventory that still has placeholders
@@ -68,16 +77,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-ansible_facts:
-  description: The fact C(platform_plan).
+plan:
+  description: The plan (domain, spf_domain, bounce_domain, ttl, pools, mtas, load_balancers, ptr_map, customers,
+    bounce_domains, zones, placeholders, warnings); docs/model.md describes it.
   returned: success
   type: dict
-  contains:
-    platform_plan:
-      description: The plan (domain, spf_domain, bounce_domain, ttl, pools, mtas, load_balancers, ptr_map, customers,
-        bounce_domains, zones, placeholders).
-      type: dict
-      returned: success
 summary:
   description: The plan in lines a person reads at a glance.
   returned: success

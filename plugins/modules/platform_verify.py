@@ -38,7 +38,7 @@ attributes:
 options:
   plan:
     description:
-      - The platform plan (the C(platform_plan) fact, shaped as docs/model.md says).
+      - The platform plan (the return value C(plan) of M(kibamail.email_platform.platform_plan), shaped as docs/model.md says).
       - Read are C(spf_domain), C(bounce_domain), C(mtas), C(load_balancers), C(pools), C(customers) and C(zones).
     type: dict
     required: true
@@ -391,7 +391,7 @@ def main():
     plan = params["plan"]
     missing = [key for key in PLAN_KEYS if key not in plan]
     if missing:
-        module.fail_json(msg="plan lacks %s: pass the platform_plan fact computed by kibamail.email_platform.platform_plan" % (
+        module.fail_json(msg="plan lacks %s: pass the plan computed by kibamail.email_platform.platform_plan (its return value plan)" % (
             ", ".join(missing)))
     if params["workers"] < 1:
         module.fail_json(msg="workers must be at least 1, got %d" % params["workers"])
