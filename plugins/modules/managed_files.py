@@ -24,8 +24,9 @@ description:
     checked with O(files[].validate) when given, then renamed over the old one. A file that fails its check
     is not installed; the task fails, names the file and the check's output, and lists in RV(changed_paths)
     what it had already changed.
-  - RV(changed_tags) lists the O(files[].tag) of every changed file, so the tasks after it can notify the
-    handler a file needs (a reload for one file, a restart for another).
+  - RV(changed_tags) lists the O(files[].tag) of every changed file, so each handler can run only for the
+    files it needs (a reload for one file, a restart for another): the task notifies a topic that all of them
+    listen to, and each handler's C(when) looks for its tag (see the examples).
 attributes:
   check_mode:
     support: full
@@ -121,12 +122,22 @@ EXAMPLES = r"""
         validate: /usr/sbin/opendkim -n -x %s
         tag: restart
   register: opendkim_files
+  notify: OpenDKIM files changed
 
-- name: Reload OpenDKIM when a table changed
-  ansible.builtin.debug:
-    msg: "{{ opendkim_files.changed_paths }}"
-  changed_when: "'reload' in opendkim_files.changed_tags"
-  notify: Reload opendkim
+# In the role's handlers: each listens to the topic and runs for its tag only.
+# - name: Reload opendkim
+#   ansible.builtin.systemd_service:
+#     name: opendkim
+#     state: reloaded
+#   listen: OpenDKIM files changed
+#   when: "'reload' in opendkim_files.changed_tags"
+#
+# - name: Restart opendkim
+#   ansible.builtin.systemd_service:
+#     name: opendkim
+#     state: restarted
+#   listen: OpenDKIM files changed
+#   when: "'restart' in opendkim_files.changed_tags"
 """
 
 RETURN = r"""

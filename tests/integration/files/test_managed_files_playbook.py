@@ -33,14 +33,19 @@ def recap(run: subprocess.CompletedProcess) -> dict:
 def test_converges_reconverges_unchanged_and_notifies_from_a_tag(tmp_path):
     first = playbook(tmp_path, "-v")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert recap(first)["changed"] == 3  # the files, the notifying task, the handler
+    assert recap(first)["changed"] == 3  # the files, both handlers (both tags changed)
     assert (tmp_path / "etc" / "app.conf").read_text() == "#\n# Ansible managed\n#\nlisten = 25\n"
-    assert (tmp_path / "restarted").exists()
+    assert (tmp_path / "restarted").exists() and (tmp_path / "reloaded").exists()
     assert "s3cret-managed-files-value" not in first.stdout + first.stderr
     (tmp_path / "restarted").unlink()
+    (tmp_path / "reloaded").unlink()
     second = playbook(tmp_path)
     assert second.returncode == 0 and recap(second)["changed"] == 0
-    assert not (tmp_path / "restarted").exists()
+    assert not (tmp_path / "restarted").exists() and not (tmp_path / "reloaded").exists()
+    # Only the configuration (tag restart) changes: its handler runs, the key's (tag reload) does not.
+    third = playbook(tmp_path, "-e", "listen_port=587")
+    assert third.returncode == 0 and recap(third)["changed"] == 2, third.stdout
+    assert (tmp_path / "restarted").exists() and not (tmp_path / "reloaded").exists()
 
 
 def test_check_and_diff_show_the_change_and_write_nothing(tmp_path):
