@@ -25,7 +25,7 @@ description:
     is not installed; the task fails, names the file and the check's output, and lists in RV(changed_paths)
     what it had already changed.
   - RV(changed_tags) lists the O(files[].tag) of every changed file, so each handler can run only for the
-    files it needs (a reload for one file, a restart for another): the task notifies a topic that all of them
+    files it needs (a reload for one file, a restart for another). The task notifies a topic that all of them
     listen to, and each handler's C(when) looks for its tag (see the examples).
 attributes:
   check_mode:

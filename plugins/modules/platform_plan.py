@@ -19,9 +19,9 @@ description:
   - Secrets (SASL passwords, keys, API credentials) never enter the plan.
   - This is an action plugin; it runs on the controller whatever host the task targets. It returns the plan
     (C(plan)); give it to the hosts that need it with M(ansible.builtin.set_fact) and C(run_once), as
-    C(playbooks/_plan.yml) does. It is not returned as a fact: Ansible copies each host's facts in full for
-    every task of that host, a large share of a run's work for a plan of this size, while a variable set with
-    M(ansible.builtin.set_fact) is not copied.
+    C(playbooks/_plan.yml) does. It is not returned as a fact, because Ansible copies each host's facts in full
+    for every task of that host (a large share of a run's work for a plan of this size), while a variable set
+    with M(ansible.builtin.set_fact) is not copied.
 options:
   spec:
     description:
