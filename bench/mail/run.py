@@ -38,6 +38,14 @@ Prints a markdown section on stdout (scripts/bench.sh collects it); progress
 goes to stderr. Knobs: BENCH_MAIL_MESSAGES (500), BENCH_MAIL_SESSIONS (4),
 BENCH_MAIL_SIZE (2048), BENCH_MAIL_RUNS (5), BENCH_MAIL_WARMUP (100),
 BENCH_MAIL_SERIES (lb,direct,direct2), BENCH_MAIL_DELIVERY_DEADLINE (180 s).
+
+BENCH_MAIL_LB_OWN_CPU=1 gives the transactional load balancer's container a
+CPU of its own for the benchmark, as in production where HAProxy runs on its
+own host: lb-transactional on the last CPU, every other lab container (the
+MTAs, the receiver, DNS, the clients) on the others (docker update
+--cpuset-cpus); each container's own CPU set comes back at the end. Without
+it, HAProxy and the MTAs share the machine's cores, and on a 2-core machine
+every millisecond HAProxy spends is taken from the MTAs.
 """
 from __future__ import annotations
 
@@ -69,6 +77,7 @@ RUNS = int(os.environ.get("BENCH_MAIL_RUNS", "5"))
 WARMUP = int(os.environ.get("BENCH_MAIL_WARMUP", "100"))
 SERIES = [s for s in os.environ.get("BENCH_MAIL_SERIES", "lb,direct,direct2").split(",") if s]
 DELIVERY_DEADLINE = float(os.environ.get("BENCH_MAIL_DELIVERY_DEADLINE", "180"))
+LB_OWN_CPU = os.environ.get("BENCH_MAIL_LB_OWN_CPU") == "1"
 
 SENDER = "support@kibamail.com"
 SENDER_DOMAIN = "kibamail.com"
@@ -358,6 +367,38 @@ class Series:
         return statistics.median(getattr(r, attr) for r in self.runs)
 
 
+class CpuSets:
+    """The load balancer alone on the last CPU, every other container on the rest; restore() puts back
+    each container's own CPU set (an empty one means all CPUs)."""
+
+    def __init__(self, lb_container: str, others: Sequence[str]) -> None:
+        cpus = os.cpu_count() or 1
+        if cpus < 2:
+            raise SystemExit("BENCH_MAIL_LB_OWN_CPU=1 needs at least 2 CPUs, this machine has %d" % cpus)
+        self.lb_set, self.rest_set = str(cpus - 1), "0" if cpus == 2 else "0-%d" % (cpus - 2)
+        self.plan = {lb_container: self.lb_set}
+        self.plan.update({name: self.rest_set for name in others if name != lb_container})
+        self.saved: Dict[str, str] = {}
+
+    def apply(self) -> None:
+        for name, cpuset in self.plan.items():
+            proc = docker(["inspect", "-f", "{{.HostConfig.CpusetCpus}}", name], check=False)
+            if proc.returncode != 0:
+                continue  # not running (a client not started yet is pinned when it starts)
+            self.saved[name] = proc.stdout.decode().strip()
+            docker(["update", "--cpuset-cpus", cpuset, name])
+
+    def restore(self) -> None:
+        every = "0-%d" % ((os.cpu_count() or 1) - 1)
+        for name, cpuset in self.saved.items():
+            docker(["update", "--cpuset-cpus", cpuset or every, name], check=False)
+
+    def describe(self) -> str:
+        return ("HAProxy's container (%s) had CPU %s to itself; every other lab container, the clients included, "
+                "shared CPU %s (BENCH_MAIL_LB_OWN_CPU=1: as in production, where HAProxy runs on its own host)."
+                % (next(iter(self.plan)), self.lb_set, self.rest_set))
+
+
 class Bench:
     def __init__(self, lab: Dict[str, Any]) -> None:
         self.lab = lab
@@ -603,6 +644,7 @@ class Bench:
             "  The client writes the PROXY v2 header itself (its real source and destination), as HAProxy "
             "does, and talks to the MTA's submission listener; everything behind HAProxy is the same.",
             "- **direct2**: like direct, sessions split over both MTAs: the lb path's backends without HAProxy.",
+        ] + ["- CPUs: " + fact for fact in self.facts[1:]] + [
             "",
             "%d messages over %d sessions per run, %d runs per path, alternating (each path first in turn), "
             "after a warm-up run of %d per path. accepted = messages / (first connect to last 250 after DATA); "
@@ -662,12 +704,21 @@ def main() -> int:
     bench = Bench(lab)
     log("run %s: backends %s, receiver %s:%s" % (bench.run_id, bench.backends, bench.receiver.container,
                                                  bench.receiver.store))
+    cpusets = None
     try:
         bench.start_clients()
         bench.prove_direct_needs_lb_address()
+        if LB_OWN_CPU:
+            cpusets = CpuSets(bench.lb_container, sorted({h.get("container", n) for n, h in lab["hosts"].items()}
+                                                         | {CLIENT_LB, CLIENT_DIRECT}))
+            cpusets.apply()
+            bench.facts.append(cpusets.describe())
+            log(cpusets.describe())
         series = bench.measure()
         print(bench.report(series, time.monotonic() - started))
     finally:
+        if cpusets is not None:
+            cpusets.restore()
         bench.cleanup_receiver()
         for name in (CLIENT_LB, CLIENT_DIRECT):
             bench.remove_client(name)
