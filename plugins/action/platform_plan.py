@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.kibamail.email_platform.plugins.module_utils.plan import PlanError, build_plan, summarize
@@ -27,7 +28,7 @@ CUSTOMER_KEYS = ("domain", "pool", "dkim_selector", "return_path_label", "zone_m
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("spec", "allow_placeholders"))
+    _VALID_ARGS = frozenset(("spec", "allow_placeholders", "fact"))
     _requires_connection = False
 
     def _template(self, value):
@@ -75,6 +76,10 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
+        try:
+            as_fact = boolean(self._task.args.get("fact", True), strict=True)
+        except TypeError:
+            raise AnsibleActionFail("fact must be true or false, not %r" % (self._task.args.get("fact"),))
         spec = self._task.args.get("spec")
         if spec is None:
             spec = self._spec_from_inventory(task_vars)
@@ -92,4 +97,6 @@ class ActionModule(ActionBase):
         for warning in plan["warnings"]:
             self._display.warning(warning)
         result.update(changed=False, plan=plan, summary=summarize(plan))
+        if as_fact:
+            result["ansible_facts"] = {"platform_plan": plan}
         return result

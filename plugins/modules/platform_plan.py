@@ -18,10 +18,11 @@ description:
   - Bad input fails before anything is changed, with a message that says what to change.
   - Secrets (SASL passwords, keys, API credentials) never enter the plan.
   - This is an action plugin; it runs on the controller whatever host the task targets. It returns the plan
-    (C(plan)); give it to the hosts that need it with M(ansible.builtin.set_fact) and C(run_once), as
-    C(playbooks/_plan.yml) does. It is not returned as a fact, because Ansible copies each host's facts in full
-    for every task of that host (a large share of a run's work for a plan of this size), while a variable set
-    with M(ansible.builtin.set_fact) is not copied.
+    (C(plan)) and, unless O(fact=false), the fact C(platform_plan) for every host of the play (with
+    C(run_once)). Playbooks with many tasks per host should set O(fact=false) and give the plan to the hosts
+    with M(ansible.builtin.set_fact) and C(run_once), as C(playbooks/_plan.yml) does, because Ansible copies
+    each host's facts in full for every task of that host (a fifth of a no-change C(site.yml) run's work with
+    the plan as a fact), while a variable set with M(ansible.builtin.set_fact) is not copied.
 options:
   spec:
     description:
@@ -31,6 +32,13 @@ options:
         C(platform_pools), C(platform_customers), C(platform_lab), the inventory groups and the hosts'
         C(mta_address), C(mta_fqdn), C(mta_sending_ips), C(lb_address) and C(ansible_host).
     type: dict
+  fact:
+    description:
+      - Also return the plan as the fact C(platform_plan), as earlier versions did.
+      - Set V(false) in playbooks with many tasks per host and give the plan with M(ansible.builtin.set_fact)
+        instead (see the description).
+    type: bool
+    default: true
   allow_placeholders:
     description:
       - Return the plan even when the inventory still holds placeholder values (documentation or benchmark
@@ -60,8 +68,13 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Compute the plan once
+- name: Compute the plan once, for every host of the play as the fact platform_plan
   kibamail.email_platform.platform_plan:
+  run_once: true
+
+- name: Compute the plan once (not as a fact)
+  kibamail.email_platform.platform_plan:
+    fact: false
   run_once: true
   register: platform_plan_computed
 
@@ -77,6 +90,15 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+ansible_facts:
+  description: The fact C(platform_plan), the same plan as RV(plan).
+  returned: unless O(fact=false)
+  type: dict
+  contains:
+    platform_plan:
+      description: The plan.
+      type: dict
+      returned: unless O(fact=false)
 plan:
   description: The plan (domain, spf_domain, bounce_domain, ttl, pools, mtas, load_balancers, ptr_map, customers,
     bounce_domains, zones, placeholders, warnings); docs/model.md describes it.

@@ -80,3 +80,36 @@ def test_bad_inventory_fails_before_any_change(case, tmp_path):
     assert res.returncode != 0
     assert "The inventory cannot be planned" in res.stdout and message in res.stdout, res.stdout[-3000:]
     assert "PLAY [" in res.stdout and res.stdout.count("PLAY [") == 1, "a play after the plan ran"
+
+
+FACT_PLAYBOOK = """---
+- name: The plan with fact={fact}
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Compute the plan
+      kibamail.email_platform.platform_plan:
+        fact: {fact}
+      register: computed
+
+    - name: Show what the host holds
+      ansible.builtin.debug:
+        msg: "fact={{{{ platform_plan is defined }}}} returned={{{{ computed.plan.mtas | length }}}}"
+"""
+
+
+@pytest.mark.parametrize("fact, as_fact", [("true", True), ("false", False)])
+def test_the_plan_is_a_fact_unless_fact_is_false(fact, as_fact, tmp_path):
+    playbook = tmp_path / "fact.yml"
+    playbook.write_text(FACT_PLAYBOOK.format(fact=fact))
+    res = run_playbook("-i", str(ROOT / "inventories" / "lab"), str(playbook))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "fact=%s returned=4" % as_fact in res.stdout
+
+
+def test_a_fact_that_is_not_a_boolean_is_refused(tmp_path):
+    playbook = tmp_path / "fact.yml"
+    playbook.write_text(FACT_PLAYBOOK.format(fact="sometimes"))
+    res = run_playbook("-i", str(ROOT / "inventories" / "lab"), str(playbook))
+    assert res.returncode != 0
+    assert "fact must be true or false, not 'sometimes'" in res.stdout
