@@ -384,7 +384,7 @@ class CpuSets:
         for name, cpuset in self.plan.items():
             proc = docker(["inspect", "-f", "{{.HostConfig.CpusetCpus}}", name], check=False)
             if proc.returncode != 0:
-                continue  # not running (a client not started yet is pinned when it starts)
+                continue  # not running: nothing to pin (main() starts the clients before apply())
             self.saved[name] = proc.stdout.decode().strip()
             docker(["update", "--cpuset-cpus", cpuset, name])
 
